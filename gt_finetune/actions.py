@@ -1,0 +1,132 @@
+"""What a formula step's `[steps.finetune] action = "…"` runs: one small adapter per stage.
+
+Each adapter turns the step's rendered parameters into the stage's spec, calls the stage's
+one entry, and says in one line what it made. Register a new action with one line in ACTIONS.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .beads import lifecycle
+from .corpus import CorpusSpec, build_corpus
+from .dataset import DatasetSpec, build_dataset
+from .errors import InputError
+from .eval import EvalSpec, evaluate
+from .formula import Step
+from .jobs import JobRecord
+from .session import Session
+from .train import LoraSpec, TrainSpec, train
+from .workspace import read_manifest
+
+
+@dataclass
+class StepContext:
+    session: Session
+    job: JobRecord
+    step: Step
+    params: dict  # the step's [steps.finetune] table with {{vars}} rendered, `action` removed
+
+    def need(self, action: str) -> Path:
+        out = self.job.output_of(action)
+        if out is None or not (out / "manifest.json").is_file():
+            raise InputError(f"step `{self.step.id}` of job `{self.job.job_id}` needs the output of a `{action}` step, "
+                             "which has not finished",
+                             hint=f"run the whole job with `gt-finetune resume {self.job.job_id}`")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    output: Path
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    stage: str | None  # the job's `ft:stage:` label while it runs; None for the review hand-off
+    run: Callable[[StepContext], StepOutput]
+
+
+def corpus_action(ctx: StepContext) -> StepOutput:
+    source = str(ctx.params.get("source") or "")
+    if not source:
+        backup = ctx.session.town.root / ".beads" / "backup" if ctx.session.town else None
+        source = str(backup) if backup and backup.is_dir() else ("store" if ctx.session.town else "sample")
+        if source == "sample":
+            print("corpus: no town and no `source` var: using the sample town shipped with gt-finetune",
+                  file=sys.stderr)
+    manifest = build_corpus(CorpusSpec(source=source, min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
+                            home=ctx.session.home, store=ctx.session.store)
+    return StepOutput(manifest.path, f"{manifest.records} examples from {manifest.source} "
+                                     f"({manifest.skipped} beads skipped)")
+
+
+def dataset_action(ctx: StepContext) -> StepOutput:
+    spec = DatasetSpec(base_model=str(ctx.params["base_model"]), max_seq_len=int(ctx.params.get("max_seq_len", 512)),
+                       eval_fraction=float(ctx.params.get("eval_fraction", 0.2)), seed=int(ctx.params.get("seed", 0)))
+    manifest = build_dataset(spec, corpus_dir=ctx.need("corpus"), home=ctx.session.home)
+    audit = read_manifest(manifest.path)["mask_audit"]
+    return StepOutput(manifest.path, f"{manifest.train} train / {manifest.eval} held-out examples, "
+                                     f"{audit['trained_share']:.0%} of tokens trained, {manifest.dropped} dropped")
+
+
+def train_action(ctx: StepContext) -> StepOutput:
+    p = ctx.params
+    spec = TrainSpec(base_model=str(p["base_model"]), max_steps=int(p.get("max_steps", 60)),
+                     learning_rate=float(p.get("learning_rate", 3e-4)), batch_size=int(p.get("batch_size", 4)),
+                     grad_accum=int(p.get("grad_accum", 1)), seed=int(p.get("seed", 0)),
+                     checkpoint_every=int(p.get("checkpoint_every", 20)),
+                     lora=LoraSpec(r=int(p.get("lora_r", 8)), alpha=int(p.get("lora_alpha", 16))))
+    every = max(1, int(p.get("progress_every", 10)))
+
+    def progress(row: dict) -> None:
+        if row["step"] % every == 0 or row["step"] == row["max_steps"]:
+            rate = row["elapsed_s"] / row["step"]
+            eta = rate * (row["max_steps"] - row["step"])
+            print(f"  train step {row['step']}/{row['max_steps']} loss {row['loss']:.4f} "
+                  f"({rate:.1f}s/step, ETA {eta:.0f}s)", file=sys.stderr)
+            ctx.session.notifier.event("finetune_progress", {
+                "issue": ctx.job.job_id, "step": row["step"], "max_steps": row["max_steps"],
+                "loss": row["loss"], "eta_s": round(eta), "message": f"step {row['step']}/{row['max_steps']} "
+                                                                     f"loss={row['loss']:.4f}"})
+
+    manifest = train(spec, dataset_dir=ctx.need("dataset"), home=ctx.session.home, on_progress=progress)
+    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}")
+
+
+def eval_action(ctx: StepContext) -> StepOutput:
+    spec = EvalSpec(samples=int(ctx.params.get("samples", 3)), max_new_tokens=int(ctx.params.get("max_new_tokens", 64)))
+    manifest = evaluate(spec, dataset_dir=ctx.need("dataset"), train_dir=ctx.need("train"), home=ctx.session.home)
+    better = "lower" if manifest.improved else "NOT lower"
+    return StepOutput(manifest.path, f"held-out loss tuned {manifest.tuned_loss:.4f} vs base "
+                                     f"{manifest.base_loss:.4f} ({better})")
+
+
+def review_action(ctx: StepContext) -> StepOutput:
+    """Open the eval bead (a child of the job) and hand the job to its reviewers."""
+    eval_dir = ctx.need("eval")
+    store, job_id = ctx.session.store, ctx.job.job_id
+    existing = [b for b in store.list(labels=["ft:eval"], include_closed=True) if b.parent == job_id]
+    report = (eval_dir / "report.md").read_text(encoding="utf-8")
+    eval_bead = existing[0] if existing else store.create(
+        f"FT eval: {ctx.job.run}", description=report, labels=["ft:eval"], parent=job_id,
+        metadata={"eval_dir": str(eval_dir)})
+    if lifecycle.state_of(store.show(job_id)) != lifecycle.REVIEW:
+        lifecycle.move(store, job_id, lifecycle.REVIEW)
+        ctx.session.notifier.transition(job_id, ctx.job.run, lifecycle.REVIEW,
+                                        f"Eval bead {eval_bead.id} awaits review.\n\n{report}\n\n"
+                                        f"Approve: gt-finetune review approve {job_id}\n"
+                                        f"Reject:  gt-finetune review reject {job_id} --reason \"…\"")
+    return StepOutput(eval_dir, f"eval bead {eval_bead.id} awaits review")
+
+
+ACTIONS: dict[str, Action] = {
+    "corpus": Action("corpus", corpus_action),
+    "dataset": Action("dataset", dataset_action),
+    "train": Action("train", train_action),
+    "eval": Action("eval", eval_action),
+    "review": Action(None, review_action),
+}

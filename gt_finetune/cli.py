@@ -1,0 +1,342 @@
+"""The `gt-finetune` command: parse, call one entry, render. No business logic lives here.
+
+Exit codes: 0 done, 1 input the user can fix, 2 bad invocation, 3 something outside is down,
+4 a bug in gt-finetune (traceback printed).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import GTFinetuneError, InputError
+
+SCHEMA_VERSION = 1
+
+
+def common(fn):
+    """`--home` and `--town` on every command that touches state."""
+    @click.option("--home", type=click.Path(file_okay=False), envvar="GT_FINETUNE_HOME",
+                  help="Workspace folder (default: $GT_FINETUNE_HOME, <town>/.gt-finetune, ~/.gt-finetune).")
+    @click.option("--town", type=click.Path(file_okay=False), help="Gas Town root (default: found from the cwd).")
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"`--var {pair}` is not key=value", hint="e.g. `--var max_steps=100`")
+        out[key.strip()] = value
+    return out
+
+
+def session_for(home, town, **kwargs):
+    from .session import open_session
+
+    return open_session(home=home, town=town, **kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gt-finetune")
+def cli():
+    """Fine-tune a local model on a Gas Town's own history; every job is an `ft-` bead.
+
+    \b
+    Example:
+      gt-finetune run finetune-lora
+    """
+
+
+@cli.command()
+@click.argument("formula")
+@click.option("--var", "var", multiple=True, metavar="K=V", help="Set a formula var (repeatable).")
+@common
+def run(formula, var, home, town):
+    """Run a formula end to end as one job; prints the job id last.
+
+    \b
+    Example:
+      gt-finetune run finetune-lora --var max_steps=100
+    """
+    from .runner import run_formula
+
+    overrides = parse_vars(var)
+    session = session_for(home, town)
+    job_id = run_formula(session, formula, overrides)
+    click.echo(job_id)
+
+
+@cli.command()
+@click.argument("job_id")
+@common
+def resume(job_id, home, town):
+    """Continue a job, skipping the steps that finished.
+
+    \b
+    Example:
+      gt-finetune resume ft-a3k9
+    """
+    from .runner import resume as resume_job
+
+    click.echo(resume_job(session_for(home, town), job_id))
+
+
+@cli.command()
+@click.argument("step_id")
+@click.option("--job", "job_id", help="The ft- job bead to run the step for.")
+@click.option("--bead", "bead_id", help="Your step bead under `gt formula run` (finds the job from its workflow).")
+@click.option("--var", "var", multiple=True, metavar="K=V", help="Set a formula var when the job is new.")
+@click.option("--formula", default="finetune-lora", show_default=True, help="Formula, when the workflow does not say.")
+@common
+def step(step_id, job_id, bead_id, var, formula, home, town):
+    """Run one step of a job.
+
+    \b
+    Example:
+      gt-finetune step train --bead ft-wfs-k2x9
+    """
+    from .runner import run_single_step
+
+    if bool(job_id) == bool(bead_id):
+        raise click.UsageError("give exactly one of --job or --bead")
+    session = session_for(home, town)
+    click.echo(run_single_step(session, step_id, job_id=job_id, bead_id=bead_id, formula_name=formula,
+                               overrides=parse_vars(var)))
+    if bead_id:
+        click.echo(f"step `{step_id}` done; close your step bead: bd close {bead_id}", err=True)
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@common
+def status(job_id, as_json, home, town):
+    """Show one job in detail, or every job at a glance.
+
+    \b
+    Example:
+      gt-finetune status ft-a3k9
+    """
+    from .status import all_jobs, job_status
+
+    session = session_for(home, town, quiet=as_json)
+    if job_id is None:
+        _render_jobs(all_jobs(session), as_json)
+        return
+    info = job_status(session, job_id)
+    if as_json:
+        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **info}, indent=2))
+        return
+    click.echo(f"{info['id']}  {info['state']}" + (f" (stage {info['stage']})" if info["stage"] else "")
+               + f"  {info['run']}")
+    for s in info["steps"]:
+        click.echo(f"  {s['id']:<10} {s['state']:<8} {s['summary'] or s['error']}")
+    if info["eval_report"]:
+        r = info["eval_report"]
+        click.echo(f"  eval: held-out loss tuned {r['tuned_loss']:.4f} vs base {r['base_loss']:.4f} "
+                   f"({'better' if r['improved'] else 'NOT better'}); report {r['path']}")
+    if info["eval_bead"]:
+        click.echo(f"  eval bead: {info['eval_bead']}")
+    if info["history"]:
+        click.echo("  history: " + " -> ".join(_history_labels(info["history"])))
+    if info["last_event"]:
+        click.echo(f"  last event: {info['last_event']}")
+    if info["state"] == "failed":
+        click.echo(f"  notes: {info['notes']}")
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+@common
+def list_jobs(as_json, home, town):
+    """List every job with its state, stage and progress.
+
+    \b
+    Example:
+      gt-finetune list --json
+    """
+    from .status import all_jobs
+
+    _render_jobs(all_jobs(session_for(home, town, quiet=as_json)), as_json)
+
+
+@cli.group()
+def review():
+    """Approve or reject a job in review (the witness or a human does this).
+
+    \b
+    Example:
+      gt-finetune review approve ft-a3k9 --reason "beats base on held-out beads"
+    """
+
+
+@review.command()
+@click.argument("job_id")
+@click.option("--reason", default="evaluation accepted", show_default=True)
+@common
+def approve(job_id, reason, home, town):
+    """Mark a reviewed job done."""
+    from .runner import decide_review
+
+    click.echo(decide_review(session_for(home, town), job_id, approve=True, reason=reason))
+
+
+@review.command()
+@click.argument("job_id")
+@click.option("--reason", required=True, help="What is wrong (goes into the bead's notes).")
+@common
+def reject(job_id, reason, home, town):
+    """Send a reviewed job back as failed, resumable."""
+    from .runner import decide_review
+
+    click.echo(decide_review(session_for(home, town), job_id, approve=False, reason=reason))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--reason", required=True, help="Why (goes into the close reason).")
+@common
+def cancel(job_id, reason, home, town):
+    """Cancel a job; its outputs and checkpoints are kept.
+
+    \b
+    Example:
+      gt-finetune cancel ft-a3k9 --reason "wrong source"
+    """
+    from .runner import cancel as cancel_job
+
+    click.echo(cancel_job(session_for(home, town), job_id, reason))
+
+
+@cli.command()
+@click.option("--town", type=click.Path(file_okay=False), help="Gas Town root (default: found from the cwd).")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+def install(town, dry_run):
+    """Wire gt-finetune into a town: formulas, the `review` status, the witness directive.
+
+    \b
+    Example:
+      gt-finetune install --town ~/gt --dry-run
+    """
+    from .town import find_town
+    from .town.install import install as do_install
+    from .town.install import print_changes
+
+    found = find_town(explicit=town)
+    if found is None:
+        raise InputError(f"no Gas Town found above {Path.cwd()}",
+                         hint="pass `--town ~/gt` or run it inside your town")
+    changes = do_install(found, dry_run=dry_run)
+    print_changes(changes)
+    click.echo(f"{'would change' if dry_run else 'changed'} "
+               f"{sum(1 for c in changes if c.action not in ('unchanged', 'kept-edited', 'skipped'))} "
+               f"of {len(changes)} items in {found.root}")
+
+
+@cli.group()
+def formulas():
+    """Check and list formulas.
+
+    \b
+    Example:
+      gt-finetune formulas check formulas/*.formula.toml
+    """
+
+
+@formulas.command(name="check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def formulas_check(files):
+    """Validate formula files; exit 1 with every error found."""
+    from .formula import check_formula
+
+    problems = [e for f in files for e in check_formula(Path(f))]
+    for e in problems:
+        click.echo(f"error: {e.message}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{len(files)} formula file(s) OK")
+
+
+@formulas.command(name="list")
+@common
+def formulas_list(home, town):
+    """List the formulas gt-finetune can run, in lookup order."""
+    from .formula import list_formulas
+
+    session = session_for(home, town, quiet=True)
+    for name, path in list_formulas(session.formula_search_path()):
+        click.echo(f"{name}\t{path}")
+
+
+def _render_jobs(jobs: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([{"schema_version": SCHEMA_VERSION, **j} for j in jobs], indent=2))
+        return
+    if not jobs:
+        click.echo("no jobs yet; start one with `gt-finetune run finetune-lora`", err=True)
+        return
+    click.echo(f"{'JOB':<12} {'STATE':<10} {'STAGE':<8} {'STEPS':<6} {'STARTED':<21} LAST EVENT")
+    for j in jobs:
+        click.echo(f"{j['id']:<12} {j['state']:<10} {j['stage'] or '-':<8} {j['progress']:<6} {j['started']:<21} "
+                   f"{j['last_event'] or '-'}")
+
+
+def _history_labels(history: list[dict]) -> list[str]:
+    """Collapse bead snapshots into job-state changes: ready, active(corpus), …, review."""
+    from .beads.lifecycle import ACTIVE, CANCELLED, DONE, FAILED, READY, REVIEW
+
+    names = {"open": READY, "in_progress": ACTIVE, "review": REVIEW, "blocked": FAILED}
+    out: list[str] = []
+    for h in history:
+        state = names.get(h["status"], h["status"])
+        if h["status"] == "closed":
+            state = CANCELLED if h["close_reason"].startswith("cancelled") else DONE
+        label = f"{state}({h['stage']})" if state == ACTIVE and h["stage"] else state
+        if not out or out[-1] != label:
+            out.append(label)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    as_json = "--json" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except GTFinetuneError as exc:
+        if as_json:
+            click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "error": exc.message, "code": exc.code,
+                                   "hint": exc.hint}), err=True)
+        else:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"\nhint: {exc.hint}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception:  # noqa: BLE001 - the last line of defence: show the bug, say where to report it
+        traceback.print_exc()
+        click.echo("\nerror: this is a bug in gt-finetune; please report it with the traceback above", err=True)
+        return 4
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Export stage (merge, safetensors, GGUF, model card): arrives with issue 8."""

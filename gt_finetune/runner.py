@@ -1,0 +1,223 @@
+"""Formula → steps in dependency order → stage actions, with the job bead moved at each edge.
+
+`run` opens the job bead (ready) only after the formula and vars check out; each step moves
+it to active with that step's stage label; the review step moves it to review. A failing
+step leaves it failed with the error and the exact resume command; `resume` skips finished
+steps (their outputs are complete folders).
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .actions import ACTIONS, StepContext
+from .beads import lifecycle
+from .beads.embedded import now_iso
+from .errors import GTFinetuneError, InputError
+from .formula import Formula, Step, check_actions, find_formula, load_formula
+from .jobs import DONE, FAILED, RUNNING, JobRecord, StepRecord
+from .session import Session
+
+WORKFLOW_LABEL = "ft:workflow:"
+
+
+def load_runnable(session: Session, name: str) -> Formula:
+    """Load a formula and check every step names a known action; nothing is created before this."""
+    formula = load_formula(find_formula(name, session.formula_search_path()))
+    if formula.type != "workflow":
+        raise InputError(f"{formula.path}: formula `{formula.name}` is a {formula.type} formula; "
+                         "gt-finetune runs workflow formulas")
+    errors = check_actions(formula, ACTIONS)
+    if errors:
+        raise errors[0]
+    return formula
+
+
+def open_job(session: Session, formula: Formula, variables: dict, *, workflow_root: str = "") -> JobRecord:
+    run = f"{formula.name}@{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    labels = [lifecycle.JOB_LABEL] + ([WORKFLOW_LABEL + workflow_root] if workflow_root else [])
+    bead = session.store.create(
+        f"FT: {run}", labels=labels, metadata={"formula": formula.name, "run": run},
+        description=(f"Fine-tuning job: formula `{formula.name}` ({formula.path}).\n\n"
+                     + "\n".join(f"- {k} = {v}" for k, v in sorted(variables.items()))
+                     + f"\n\nWatch: gt-finetune status <this id>"))
+    job = JobRecord(job_id=bead.id, formula=formula.name, formula_path=str(formula.path), run=run,
+                    vars=variables, created_at=now_iso(), workflow_root=workflow_root,
+                    steps={s.id: StepRecord(action=s.finetune["action"]) for s in formula.ordered_steps()})
+    job.save(session.home)
+    session.notifier.transition(bead.id, run, lifecycle.READY,
+                                f"Job {bead.id} is ready: formula {formula.name}, "
+                                f"{len(job.steps)} steps ({' -> '.join(job.steps)}).")
+    return job
+
+
+def run_formula(session: Session, name: str, overrides: dict[str, str]) -> str:
+    formula = load_runnable(session, name)
+    variables = formula.resolve_vars(overrides)
+    job = open_job(session, formula, variables)
+    print(f"job {job.job_id}: {formula.name}, steps {' -> '.join(job.steps)}", file=sys.stderr)
+    run_steps(session, job, formula)
+    return job.job_id
+
+
+def resume(session: Session, job_id: str) -> str:
+    job = JobRecord.load(session.home, job_id)
+    state = lifecycle.state_of(session.store.show(job_id))
+    if state in (lifecycle.DONE, lifecycle.CANCELLED, lifecycle.REVIEW):
+        raise InputError(f"job `{job_id}` is {state}; there is nothing to resume",
+                         hint=f"see it with `gt-finetune status {job_id}`")
+    run_steps(session, job, load_formula(Path(job.formula_path)))
+    return job_id
+
+
+def run_steps(session: Session, job: JobRecord, formula: Formula) -> None:
+    for step in formula.ordered_steps():
+        record = job.steps.setdefault(step.id, StepRecord(action=step.finetune["action"]))
+        if record.state == DONE and record.output and (Path(record.output) / "manifest.json").is_file():
+            print(f"step {step.id}: done already ({record.summary})", file=sys.stderr)
+            continue
+        run_step(session, job, formula, step)
+
+
+def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> None:
+    """Run one step, moving the bead and telling the feed; on failure leave the job `failed`."""
+    missing = [n for n in step.needs if job.steps.get(n, StepRecord()).state != DONE]
+    if missing:
+        raise InputError(f"step `{step.id}` needs {', '.join(f'`{m}`' for m in missing)} to finish first "
+                         f"(job `{job.job_id}`)", hint=f"run the job with `gt-finetune resume {job.job_id}`")
+    action = ACTIONS[step.finetune["action"]]
+    params = formula.render({k: v for k, v in step.finetune.items() if k != "action"}, job.vars)
+    store, notifier = session.store, session.notifier
+    if action.stage:
+        bead = store.show(job.job_id)
+        state = lifecycle.state_of(bead)
+        if not (state == lifecycle.ACTIVE and lifecycle.stage_of(bead) == action.stage):
+            lifecycle.move(store, job.job_id, lifecycle.ACTIVE, stage=action.stage)
+            if state != lifecycle.ACTIVE:
+                notifier.transition(job.job_id, job.run, lifecycle.ACTIVE,
+                                    f"Job {job.job_id} is running (step {step.id}).")
+    record = job.steps[step.id]
+    record.state, record.started_at, record.error = RUNNING, now_iso(), ""
+    job.save(session.home)
+    notifier.event("finetune_step_started", {"issue": job.job_id, "step": step.id, "action": action.stage or "review",
+                                             "message": f"{job.job_id}: {step.id} started"})
+    print(f"step {step.id}: {step.title}", file=sys.stderr)
+    try:
+        out = action.run(StepContext(session=session, job=job, step=step, params=params))
+    except Exception as exc:
+        fail(session, job, step, exc)
+        raise
+    record.state, record.output, record.summary, record.finished_at = DONE, str(out.output), out.summary, now_iso()
+    job.save(session.home)
+    notifier.event("finetune_step_finished", {"issue": job.job_id, "step": step.id, "output": str(out.output),
+                                              "message": f"{job.job_id}: {step.id} done: {out.summary}"})
+    store.comment(job.job_id, f"step `{step.id}` done: {out.summary}")
+    print(f"step {step.id}: done: {out.summary}", file=sys.stderr)
+
+
+def fail(session: Session, job: JobRecord, step: Step, exc: BaseException) -> None:
+    message = exc.message if isinstance(exc, GTFinetuneError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, GTFinetuneError):
+        traceback.print_exc(file=sys.stderr)
+    record = job.steps[step.id]
+    record.state, record.error, record.finished_at = FAILED, message, now_iso()
+    job.save(session.home)
+    resume_cmd = f"gt-finetune resume {job.job_id}"
+    session.notifier.event("finetune_step_failed", {"issue": job.job_id, "step": step.id,
+                                                    "message": f"{job.job_id}: {step.id} failed: {message}"})
+    try:
+        if lifecycle.state_of(session.store.show(job.job_id)) != lifecycle.FAILED:
+            lifecycle.move(session.store, job.job_id, lifecycle.FAILED,
+                           reason=f"step `{step.id}` failed: {message}\nresume: {resume_cmd}")
+            session.notifier.transition(job.job_id, job.run, lifecycle.FAILED,
+                                        f"Step {step.id} failed: {message}\n\nResume with: {resume_cmd}")
+    except GTFinetuneError as bead_error:
+        print(f"warning: could not mark job `{job.job_id}` failed: {bead_error.message}", file=sys.stderr)
+
+
+def run_single_step(session: Session, step_id: str, *, job_id: str | None = None, bead_id: str | None = None,
+                    formula_name: str = "finetune-lora", overrides: dict[str, str] | None = None) -> str:
+    """`gt-finetune step <id> --job <ft-id>` or, under `gt formula run`, `--bead <step bead>`."""
+    if job_id:
+        job = JobRecord.load(session.home, job_id)
+        formula = load_formula(Path(job.formula_path))
+    else:
+        root = workflow_root_of(session, bead_id)
+        formula = load_runnable(session, formula_from_root_title(session, root) or formula_name)
+        job = job_for_workflow(session, root, formula, overrides or {})
+    step = formula.step(step_id)
+    if job.steps.get(step_id, StepRecord()).state == DONE:
+        print(f"step {step_id}: done already in job {job.job_id}", file=sys.stderr)
+        return job.job_id
+    run_step(session, job, formula, step)
+    return job.job_id
+
+
+def workflow_root_of(session: Session, bead_id: str) -> str:
+    """The `hq-wf-…` bead that `tracks` this step bead (gastown.md §1.5); the bead itself if none."""
+    bead = session.store.show(bead_id)
+    for dep in bead.dependents:
+        if dep.type == "tracks":
+            return dep.issue_id
+    if session.town is not None:
+        from .beads import BdStore
+
+        town_store = BdStore(workdir=session.town.root)
+        for root in town_store.list(include_closed=False):
+            if not root.id.startswith("hq-wf-"):
+                continue
+            detail = town_store.show(root.id)
+            if any(d.type == "tracks" and (d.depends_on_id == bead_id or d.depends_on_id.endswith(f":{bead_id}"))
+                   for d in detail.dependencies):
+                return root.id
+    return bead_id
+
+
+def formula_from_root_title(session: Session, root: str) -> str:
+    """gt titles workflow roots `<formula>: <description> (N steps)`."""
+    try:
+        title = session.store.show(root).title
+    except GTFinetuneError:
+        return ""
+    name = title.split(":", 1)[0].strip()
+    return name if name and " " not in name else ""
+
+
+def job_for_workflow(session: Session, root: str, formula: Formula, overrides: dict) -> JobRecord:
+    """Every step of one workflow shares one job bead: find it by label, or open it."""
+    for bead in session.store.list(labels=[WORKFLOW_LABEL + root], include_closed=True):
+        if lifecycle.JOB_LABEL in bead.labels:
+            try:
+                return JobRecord.load(session.home, bead.id)
+            except InputError:
+                break
+    return open_job(session, formula, formula.resolve_vars(overrides), workflow_root=root)
+
+
+def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) -> str:
+    """Approve (job done) or reject (job failed, resumable) a job in review."""
+    state = lifecycle.state_of(session.store.show(job_id))
+    if state != lifecycle.REVIEW:
+        raise InputError(f"job `{job_id}` is {state}, not in review",
+                         hint=f"see it with `gt-finetune status {job_id}`")
+    job = JobRecord.load(session.home, job_id)
+    to = lifecycle.DONE if approve else lifecycle.FAILED
+    text = f"approved: {reason}" if approve else f"rejected in review: {reason}\nresume: gt-finetune resume {job_id}"
+    if not approve:
+        for step_id, record in job.steps.items():
+            if record.action in ("eval", "review"):
+                record.state = "pending"
+        job.save(session.home)
+    lifecycle.move(session.store, job_id, to, reason=text)
+    session.notifier.transition(job_id, job.run, to, text)
+    return job_id
+
+
+def cancel(session: Session, job_id: str, reason: str) -> str:
+    job = JobRecord.load(session.home, job_id)
+    text = f"cancelled: {reason}; outputs and checkpoints kept under {session.home}"
+    lifecycle.move(session.store, job_id, lifecycle.CANCELLED, reason=text)
+    session.notifier.transition(job_id, job.run, lifecycle.CANCELLED, text)
+    return job_id

@@ -1,0 +1,64 @@
+"""Jobs at a glance: state, stage, progress, started, last event — from the bead and the job record."""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from .beads import lifecycle
+from .errors import GTFinetuneError
+from .jobs import DONE, JobRecord, list_records
+from .session import Session
+
+
+def job_status(session: Session, job_id: str) -> dict:
+    record = JobRecord.load(session.home, job_id)
+    try:
+        bead = session.store.show(job_id)
+        state, stage = lifecycle.state_of(bead), lifecycle.stage_of(bead)
+        history = [{"at": h.at, "actor": h.actor, "status": h.status,
+                    "stage": next((x.split(":", 2)[2] for x in h.labels if x.startswith(lifecycle.STAGE_PREFIX)), ""),
+                    "close_reason": h.close_reason} for h in session.store.history(job_id)]
+        notes, close_reason = bead.notes, bead.close_reason
+        children = [b for b in session.store.list(labels=["ft:eval"], include_closed=True) if b.parent == job_id]
+    except GTFinetuneError as exc:
+        state, stage, history, notes, close_reason, children = "unknown", "", [], exc.message, "", []
+    done = sum(1 for s in record.steps.values() if s.state == DONE)
+    eval_dir = record.output_of("eval")
+    report = None
+    if eval_dir and (eval_dir / "metrics.json").is_file():
+        import json
+
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        report = {"path": str(eval_dir / "report.md"), "base_loss": metrics["base_loss"],
+                  "tuned_loss": metrics["tuned_loss"], "improved": metrics["tuned_loss"] < metrics["base_loss"]}
+    return {
+        "id": job_id, "state": state, "stage": stage, "formula": record.formula, "run": record.run,
+        "progress": f"{done}/{len(record.steps)}", "started": record.created_at,
+        "steps": [{"id": k, "state": v.state, "summary": v.summary, "error": v.error, "output": v.output}
+                  for k, v in record.steps.items()],
+        "last_event": last_event(session, job_id), "eval_bead": children[0].id if children else "",
+        "eval_report": report, "history": history, "notes": notes, "close_reason": close_reason,
+    }
+
+
+def all_jobs(session: Session) -> list[dict]:
+    return [job_status(session, r.job_id) for r in list_records(session.home)]
+
+
+def last_event(session: Session, job_id: str, *, tail: int = 5000) -> str:
+    """The newest feed line about this job (the feed can be large: read its tail only)."""
+    path: Path = session.notifier.events_path
+    if not path.is_file():
+        return ""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = deque(f, maxlen=tail)
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if (event.get("payload") or {}).get("issue") == job_id:
+            return f"{event.get('ts', '')} {event.get('type', '')}: {(event.get('payload') or {}).get('message', '')}"
+    return ""

@@ -1,0 +1,186 @@
+"""LoRA recipe: one readable loop over a causal LM with a peft adapter.
+
+    gt-finetune run finetune-lora --var max_steps=60
+
+setup (model, adapter, data order, optimizer) → resume from the last checkpoint if any → loop
+(loss normalised by trained tokens across the accumulated micro-batches) → checkpoint every
+`checkpoint_every` steps → save the adapter. A killed run resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..dataset import load_split
+from ..errors import InputError
+from ..models import resolve_model
+from ..workspace import (atomic_dir, content_id, is_complete, read_manifest, short_id, write_json,
+                         write_jsonl)
+from .checkpoint import load_checkpoint, save_checkpoint
+
+IGNORE = -100
+
+
+@dataclass(frozen=True, slots=True)
+class LoraSpec:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    base_model: str
+    max_steps: int = 60
+    learning_rate: float = 3e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_steps: int = 5
+    seed: int = 0
+    checkpoint_every: int = 20
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "grad_accum", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"`{name}` must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"`learning_rate` must be between 0 and 1, got {self.learning_rate}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainManifest:
+    id: str
+    path: Path  # holds adapter/, metrics.jsonl, manifest.json
+    steps: int
+    final_loss: float
+
+
+ProgressFn = Callable[[dict], None]
+
+
+def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: ProgressFn | None = None) -> TrainManifest:
+    """Train a LoRA adapter on `<dataset>/train.jsonl`; reuse a complete run with the same inputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    dataset = read_manifest(dataset_dir)
+    model_dir = resolve_model(spec.base_model, home=home)
+    cid = content_id({"spec": asdict(spec), "dataset": dataset["id"], "model": str(model_dir)})
+    out = home / "train" / short_id(cid)
+    if is_complete(out):
+        return _manifest_of(out)
+    ckpt_dir = out.parent / f"{out.name}.checkpoint"
+
+    # -- setup ---------------------------------------------------------------------------
+    torch.manual_seed(spec.seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
+                                             lora_dropout=spec.lora.dropout,
+                                             target_modules=list(spec.lora.target_modules), task_type="CAUSAL_LM"))
+    pad_id = _pad_id(model_dir)
+    examples = load_split(dataset_dir, "train")
+    order = _data_order(len(examples), spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, spec))
+    step, metrics = 0, []
+    if is_complete(ckpt_dir):
+        step, metrics = load_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler)
+        print(f"  resumed training from checkpoint at step {step}/{spec.max_steps}", flush=True)
+
+    # -- loop ----------------------------------------------------------------------------
+    model.train()
+    micro = spec.batch_size
+    start = time.monotonic()
+    while step < spec.max_steps:
+        optimizer.zero_grad(set_to_none=True)
+        batches = [_batch([examples[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id)
+                   for k in range(spec.grad_accum)]
+        n_trained = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
+        loss_sum = 0.0
+        for b in batches:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)).float(), b["labels"][:, 1:].reshape(-1),
+                ignore_index=IGNORE, reduction="sum") / max(n_trained, 1)
+            loss.backward()
+            loss_sum += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        elapsed = time.monotonic() - start
+        row = {"step": step, "loss": round(loss_sum, 5), "lr": scheduler.get_last_lr()[0],
+               "trained_tokens": n_trained, "elapsed_s": round(elapsed, 2)}
+        metrics.append(row)
+        if on_progress:
+            on_progress({**row, "max_steps": spec.max_steps})
+        if step % spec.checkpoint_every == 0 and step < spec.max_steps:
+            save_checkpoint(ckpt_dir, step=step, metrics=metrics, model=model, optimizer=optimizer, scheduler=scheduler)
+
+    # -- save ----------------------------------------------------------------------------
+    final = sum(r["loss"] for r in metrics[-5:]) / len(metrics[-5:])
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        write_jsonl(tmp / "metrics.jsonl", metrics)
+        write_json(tmp / "manifest.json", {
+            "schema_version": 1, "stage": "train", "id": cid, "inputs": [dataset["id"]], "spec": asdict(spec),
+            "model_dir": str(model_dir), "steps": step, "final_loss": round(final, 5),
+            "examples": len(examples)})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return _manifest_of(out)
+
+
+def _data_order(n: int, spec: TrainSpec) -> list[list[int]]:
+    """Micro-batches of example indices, reshuffled each epoch from the seed: a pure function of
+    the spec, so a resumed run sees exactly the batches the uninterrupted run would have."""
+    needed = spec.max_steps * spec.grad_accum
+    per_epoch = max(1, math.ceil(n / spec.batch_size))
+    rng = random.Random(spec.seed)
+    order: list[list[int]] = []
+    while len(order) < needed:
+        idx = list(range(n))
+        rng.shuffle(idx)
+        order += [idx[i * spec.batch_size:(i + 1) * spec.batch_size] for i in range(per_epoch)]
+    return order
+
+
+def _lr_factor(step: int, spec: TrainSpec) -> float:
+    if step < spec.warmup_steps:
+        return (step + 1) / spec.warmup_steps
+    return max(0.0, (spec.max_steps - step) / max(1, spec.max_steps - spec.warmup_steps))
+
+
+def _batch(rows: list[dict], pad_id: int) -> dict:
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _pad_id(model_dir: Path) -> int:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
+def _manifest_of(out: Path) -> TrainManifest:
+    m = read_manifest(out)
+    return TrainManifest(id=m["id"], path=out, steps=m["steps"], final_loss=m["final_loss"])

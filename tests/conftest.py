@@ -1,0 +1,37 @@
+"""Every test gets its own workspace and no town: nothing here touches a real home or town."""
+import os
+from pathlib import Path
+
+import pytest
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+SHARED = Path(os.environ.get("GT_FINETUNE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+TOWN_VARS = ("BEADS_DIR", "GT_TOWN_ROOT", "GT_ROOT", "GT_DOLT_PORT", "GT_DOLT_HOST", "GT_DOLT_USER",
+             "GT_DOLT_PASSWORD", "BD_ACTOR", "BEADS_ACTOR", "FAKE_BD_FAIL", "FAKE_GT_FAIL", "FAKE_GT_LOG")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("GT_FINETUNE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for var in TOWN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+@pytest.fixture
+def fake_bin(monkeypatch):
+    """Put the fake `bd` and `gt` first on PATH."""
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    return FAKES
+
+
+@pytest.fixture
+def shared() -> Path:
+    if not (SHARED / "fixtures" / "real").is_dir():
+        pytest.skip(f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)")
+    return SHARED
