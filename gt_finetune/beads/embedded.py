@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ExternalError, InputError
 from .engine import ENGINE, ENGINE_REASON
 from .store import BUILTIN_STATUSES, STATUS_CATEGORIES, Bead, Comment, Dependency, HistoryEntry
 
@@ -30,8 +30,8 @@ CREATE TABLE IF NOT EXISTS issues (
   updated_at TEXT NOT NULL, started_at TEXT, closed_at TEXT, metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS labels (issue_id TEXT NOT NULL, label TEXT NOT NULL, PRIMARY KEY (issue_id, label));
-CREATE TABLE IF NOT EXISTS comments (id TEXT PRIMARY KEY, issue_id TEXT NOT NULL, author TEXT NOT NULL,
-  text TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS comments (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+  issue_id TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dependencies (issue_id TEXT NOT NULL, depends_on_id TEXT NOT NULL,
   type TEXT NOT NULL DEFAULT 'blocks', created_at TEXT NOT NULL, created_by TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (issue_id, depends_on_id));
@@ -55,6 +55,20 @@ def default_actor() -> str:
     return os.environ.get("BEADS_ACTOR") or os.environ.get("BD_ACTOR") or os.environ.get("USER") or "gt-finetune"
 
 
+def _engine_for(path: Path) -> tuple[str, str]:
+    """A store keeps the engine it was created with: doltlite files are unreadable to stock SQLite."""
+    header = path.read_bytes()[:16] if path.is_file() else b""
+    if not header:
+        return ENGINE, ENGINE_REASON
+    if header.startswith(b"SQLite format 3"):
+        return "sqlite3", "the store was created without doltlite" if ENGINE == "doltlite" else ENGINE_REASON
+    if ENGINE != "doltlite":
+        raise ExternalError(f"{path} is a doltlite (Dolt) database, but doltlite is not loaded here ({ENGINE_REASON})",
+                            hint="install it with `pip install doltlite`, and start gt-finetune from its own "
+                                 "command (doltlite must load before sqlite3)", code="engine")
+    return "doltlite", ENGINE_REASON
+
+
 class EmbeddedStore:
     kind = "embedded"
 
@@ -63,14 +77,14 @@ class EmbeddedStore:
         self.path = path
         self.prefix = prefix
         self.actor = actor or default_actor()
-        self.engine = ENGINE
+        self.engine, reason = _engine_for(path)
         self.conn = sqlite3.connect(str(path), timeout=30)
         self.conn.row_factory = sqlite3.Row
         self.conn.executescript(SCHEMA)
         with self._write("init"):
             self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('issue_prefix', ?)", (prefix,))
             self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('status.custom', 'review:wip')")
-        self.location = f"{path} ({self.engine}: {ENGINE_REASON})"
+        self.location = f"{path} ({self.engine}: {reason})"
 
     # -- writes -------------------------------------------------------------------------
 
@@ -209,7 +223,7 @@ class EmbeddedStore:
     def comments(self, bead_id: str) -> list[Comment]:
         self.show(bead_id)
         return [Comment(r["id"], r["issue_id"], r["author"], r["text"], r["created_at"]) for r in
-                self.conn.execute("SELECT * FROM comments WHERE issue_id=? ORDER BY created_at, rowid", (bead_id,))]
+                self.conn.execute("SELECT * FROM comments WHERE issue_id=? ORDER BY seq", (bead_id,))]
 
     def history(self, bead_id: str) -> list[HistoryEntry]:
         self.show(bead_id)

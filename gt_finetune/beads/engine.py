@@ -11,6 +11,11 @@ import os
 import sys
 
 
+# doltlite marks the environment as bootstrapped; child processes inherit the mark and then skip
+# loading the library, so we take the mark back out once this process is set up.
+_DOLTLITE_MARK = "_DOLTLITE_BOOTSTRAPPED"
+
+
 def _choose() -> tuple[str, str]:
     if os.environ.get("GT_FINETUNE_SQLITE") == "plain":
         return "sqlite3", "GT_FINETUNE_SQLITE=plain"
@@ -18,12 +23,15 @@ def _choose() -> tuple[str, str]:
         return "doltlite", "doltlite is loaded"
     if "sqlite3" in sys.modules or "_sqlite3" in sys.modules:
         return "sqlite3", "sqlite3 was loaded before doltlite could be"
+    os.environ.pop(_DOLTLITE_MARK, None)
     try:
         import doltlite  # noqa: F401  (side effect: preloads libdoltlite under sqlite3)
     except ImportError:
         return "sqlite3", "doltlite is not installed"
     except Exception as exc:  # noqa: BLE001 - the optional engine failing must not stop the store
         return "sqlite3", f"doltlite failed to load ({type(exc).__name__})"
+    finally:
+        os.environ.pop(_DOLTLITE_MARK, None)
     return "doltlite", "doltlite is installed"
 
 

@@ -61,7 +61,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, store: BeadStore | None = None
     if not records:
         raise InputError(f"no usable closed bead in `{source_name}` ({len(skipped)} skipped)",
                          hint="point `--var source=` at a beads backup folder (e.g. `<town>/.beads/backup`)")
-    cid = content_id({"spec": asdict(spec), "records": [r["meta"]["content_hash"] for r in records]})
+    cid = content_id({"spec": asdict(spec), "records": records})
     out = home / "corpus" / short_id(cid)
     if not is_complete(out):
         with atomic_dir(out) as tmp:
@@ -105,7 +105,9 @@ def to_record(row: dict, labels: set[str], *, source: str, min_reason_chars: int
     """One canonical record, or the reason the bead is not a training example."""
     if row.get("status") != "closed":
         return f"status is {row.get('status')!r}, not closed"
-    if str(row.get("issue_type") or "task") in NON_WORK_TYPES or labels & NON_WORK_LABELS:
+    if labels & NON_WORK_LABELS:
+        return f"plumbing bead (label {sorted(labels & NON_WORK_LABELS)[0]})"
+    if str(row.get("issue_type") or "task") in NON_WORK_TYPES:
         return f"plumbing bead (type {row.get('issue_type')!r})"
     if str(row.get("ephemeral") or "0") in ("1", "True", "true"):
         return "ephemeral (wisp)"

@@ -169,6 +169,8 @@ def _listener_port(path: Path) -> int | None:
         return None
     in_listener = False
     for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         if re.match(r"^\S", line):
             in_listener = line.split("#", 1)[0].strip() == "listener:"
             continue

@@ -25,7 +25,7 @@ LEDGER = ".gt-finetune-installed.json"  # sha256 of what we wrote, to tell our f
 @dataclass(frozen=True, slots=True)
 class Change:
     what: str
-    action: str  # added | updated | unchanged | kept-edited | merged | would-…
+    action: str  # added | updated | merged | unchanged | kept-edited | skipped | would-add|update|merge
     detail: str = ""
 
 
@@ -65,7 +65,7 @@ def _install_file(source: Path, target: Path, dry_run: bool, town: Town) -> Chan
     else:
         action = "added"
     if dry_run:
-        return Change(what, f"would-{action}")
+        return Change(what, {"added": "would-add", "updated": "would-update"}[action])
     write_bytes(target, data)
     write_json(ledger_path, {**ledger, target.name: new_sha})
     return Change(what, action)
