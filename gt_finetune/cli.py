@@ -263,7 +263,7 @@ def formulas_check(files):
     for e in problems:
         click.echo(f"error: {e.message}", err=True)
     if problems:
-        sys.exit(1)
+        raise click.exceptions.Exit(1)
     click.echo(f"{len(files)} formula file(s) OK")
 
 
@@ -310,8 +310,8 @@ def _history_labels(history: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, standalone_mode=False)
-        return 0
+        result = cli.main(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0  # click returns an Exit's code here
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

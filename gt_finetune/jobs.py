@@ -42,7 +42,8 @@ class JobRecord:
         return home / "jobs" / f"{job_id}.json"
 
     def save(self, home: Path) -> None:
-        write_json(self.path(home, self.job_id), {"schema_version": 1, **asdict(self)})
+        # steps keep the formula's order, so no key sorting here
+        write_json(self.path(home, self.job_id), {"schema_version": 1, **asdict(self)}, sort_keys=False)
 
     @classmethod
     def load(cls, home: Path, job_id: str) -> "JobRecord":

@@ -18,7 +18,8 @@ from .beads.embedded import now_iso
 from .errors import GTFinetuneError, InputError
 from .formula import Formula, Step, check_actions, find_formula, load_formula
 from .jobs import DONE, FAILED, RUNNING, JobRecord, StepRecord
-from .session import Session
+from .session import Session, ft_rig_name
+from .town.notify import Recipients
 
 WORKFLOW_LABEL = "ft:workflow:"
 
@@ -35,7 +36,18 @@ def load_runnable(session: Session, name: str) -> Formula:
     return formula
 
 
+def use_recipients(session: Session, variables: dict) -> None:
+    """Mail goes to the formula's `notify` / `reviewers` vars when it has them."""
+    def split(value) -> tuple[str, ...]:
+        return tuple(a.strip() for a in str(value or "").split(",") if a.strip())
+
+    transitions = split(variables.get("notify")) or session.notifier.recipients.transitions
+    review = split(variables.get("reviewers")) or (f"{ft_rig_name(session.town)}/witness",)
+    session.notifier.recipients = Recipients(transitions=transitions, review=review)
+
+
 def open_job(session: Session, formula: Formula, variables: dict, *, workflow_root: str = "") -> JobRecord:
+    use_recipients(session, variables)
     run = f"{formula.name}@{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     labels = [lifecycle.JOB_LABEL] + ([WORKFLOW_LABEL + workflow_root] if workflow_root else [])
     bead = session.store.create(
@@ -73,6 +85,7 @@ def resume(session: Session, job_id: str) -> str:
 
 
 def run_steps(session: Session, job: JobRecord, formula: Formula) -> None:
+    use_recipients(session, job.vars)
     for step in formula.ordered_steps():
         record = job.steps.setdefault(step.id, StepRecord(action=step.finetune["action"]))
         if record.state == DONE and record.output and (Path(record.output) / "manifest.json").is_file():
@@ -148,6 +161,7 @@ def run_single_step(session: Session, step_id: str, *, job_id: str | None = None
         formula = load_runnable(session, formula_from_root_title(session, root) or formula_name)
         job = job_for_workflow(session, root, formula, overrides or {})
     step = formula.step(step_id)
+    use_recipients(session, job.vars)
     if job.steps.get(step_id, StepRecord()).state == DONE:
         print(f"step {step_id}: done already in job {job.job_id}", file=sys.stderr)
         return job.job_id
@@ -203,6 +217,7 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
         raise InputError(f"job `{job_id}` is {state}, not in review",
                          hint=f"see it with `gt-finetune status {job_id}`")
     job = JobRecord.load(session.home, job_id)
+    use_recipients(session, job.vars)
     to = lifecycle.DONE if approve else lifecycle.FAILED
     text = f"approved: {reason}" if approve else f"rejected in review: {reason}\nresume: gt-finetune resume {job_id}"
     if not approve:
@@ -217,6 +232,7 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
 
 def cancel(session: Session, job_id: str, reason: str) -> str:
     job = JobRecord.load(session.home, job_id)
+    use_recipients(session, job.vars)
     text = f"cancelled: {reason}; outputs and checkpoints kept under {session.home}"
     lifecycle.move(session.store, job_id, lifecycle.CANCELLED, reason=text)
     session.notifier.transition(job_id, job.run, lifecycle.CANCELLED, text)

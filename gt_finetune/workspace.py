@@ -53,8 +53,8 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+def write_json(path: Path, obj, *, sort_keys: bool = True) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False, default=str) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:

@@ -140,6 +140,17 @@ def test_step_refuses_to_run_before_its_needs(capsys, isolated):
     assert "step `train` needs `dataset` to finish first" in err
 
 
+def test_mail_recipients_come_from_the_formula_vars(capsys, isolated):
+    fake_actions.install(pytest.MonkeyPatch())
+    code, out, err = run_cli(capsys, "run", "finetune-lora", "--var", "notify=overseer,mayor/",
+                             "--var", "reviewers=harbor/witness")
+    assert code == 0, err
+    mail = lines(isolated / "mail.jsonl")
+    assert [(m["to"], m["subject"].split(":")[0]) for m in mail] == [
+        ("overseer", "FT_READY"), ("mayor/", "FT_READY"), ("overseer", "FT_ACTIVE"), ("mayor/", "FT_ACTIVE"),
+        ("overseer", "FT_REVIEW"), ("mayor/", "FT_REVIEW"), ("harbor/witness", "FT_REVIEW")]
+
+
 def test_review_approve_closes_the_job(capsys, isolated):
     fake_actions.install(pytest.MonkeyPatch())
     _, out, _ = run_cli(capsys, "run", "finetune-lora")

@@ -66,7 +66,8 @@ def move(store: BeadStore, bead_id: str, to: str, *, stage: str = "", reason: st
         new = store.update(bead_id, status="in_progress", add_labels=[STAGE_PREFIX + stage],
                            remove_labels=[label for label in old if label != STAGE_PREFIX + stage])
     elif to == REVIEW:
-        new = store.update(bead_id, status="review")
+        new = store.update(bead_id, status="review",
+                           remove_labels=[label for label in bead.labels if label.startswith(STAGE_PREFIX)])
     elif to == FAILED:
         new = store.update(bead_id, status="blocked", add_labels=[FAILED_LABEL], append_notes=reason)
     elif to == DONE:

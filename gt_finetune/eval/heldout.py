@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..dataset import load_split
+from ..device import pick_device
 from ..workspace import atomic_dir, content_id, is_complete, read_manifest, short_id, write_json, write_text
 
 IGNORE = -100
@@ -45,8 +46,9 @@ def evaluate(spec: EvalSpec, *, dataset_dir: Path, train_dir: Path, home: Path) 
         return _manifest_of(out)
     model_dir = Path(trained["model_dir"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    device = pick_device()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-                                      train_dir / "adapter")
+                                      train_dir / "adapter").to(device)
     model.eval()
     held_out = load_split(dataset_dir, "eval")
     with model.disable_adapter():
@@ -75,8 +77,8 @@ def heldout_loss(model, examples: list[dict]) -> float:
     total, count = 0.0, 0
     with torch.no_grad():
         for e in examples:
-            ids = torch.tensor([e["input_ids"]])
-            labels = torch.tensor([e["labels"]])
+            ids = torch.tensor([e["input_ids"]], device=model.device)
+            labels = torch.tensor([e["labels"]], device=model.device)
             logits = model(input_ids=ids).logits
             total += float(torch.nn.functional.cross_entropy(
                 logits[0, :-1].float(), labels[0, 1:], ignore_index=IGNORE, reduction="sum"))
@@ -88,7 +90,7 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int) -> str
     import torch
 
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

@@ -20,7 +20,9 @@ def save_checkpoint(path: Path, *, step: int, metrics: list[dict], model, optimi
         adapter = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
         save_file(adapter, str(tmp / "adapter.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "state.pt")
+                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                   tmp / "state.pt")
         write_json(tmp / "manifest.json", {"schema_version": 1, "stage": "checkpoint", "step": step,
                                            "metrics": metrics})
 
@@ -35,6 +37,8 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> tuple[int, li
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     random.setstate(state["python_rng"])
     manifest = read_manifest(path)
     return manifest["step"], manifest["metrics"]

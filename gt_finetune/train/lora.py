@@ -22,6 +22,7 @@ from ..models import resolve_model
 from ..workspace import (atomic_dir, content_id, is_complete, read_manifest, short_id, write_json,
                          write_jsonl)
 from .checkpoint import load_checkpoint, save_checkpoint
+from ..device import pick_device
 
 IGNORE = -100
 
@@ -81,7 +82,8 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
 
     # -- setup ---------------------------------------------------------------------------
     torch.manual_seed(spec.seed)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    device = pick_device()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
                                              lora_dropout=spec.lora.dropout,
                                              target_modules=list(spec.lora.target_modules), task_type="CAUSAL_LM"))
@@ -102,7 +104,7 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
     start = time.monotonic()
     while step < spec.max_steps:
         optimizer.zero_grad(set_to_none=True)
-        batches = [_batch([examples[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id)
+        batches = [_batch([examples[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id, device)
                    for k in range(spec.grad_accum)]
         n_trained = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
         loss_sum = 0.0
@@ -159,7 +161,7 @@ def _lr_factor(step: int, spec: TrainSpec) -> float:
     return max(0.0, (spec.max_steps - step) / max(1, spec.max_steps - spec.warmup_steps))
 
 
-def _batch(rows: list[dict], pad_id: int) -> dict:
+def _batch(rows: list[dict], pad_id: int, device: str) -> dict:
     import torch
 
     width = max(len(r["input_ids"]) for r in rows)
@@ -171,7 +173,7 @@ def _batch(rows: list[dict], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
 def _pad_id(model_dir: Path) -> int:
