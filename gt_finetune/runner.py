@@ -157,8 +157,8 @@ def run_single_step(session: Session, step_id: str, *, job_id: str | None = None
         job = JobRecord.load(session.home, job_id)
         formula = load_formula(Path(job.formula_path))
     else:
-        root = workflow_root_of(session, bead_id)
-        formula = load_runnable(session, formula_from_root_title(session, root) or formula_name)
+        root, title = workflow_root_of(session, bead_id)
+        formula = load_runnable(session, formula_from_root_title(title) or formula_name)
         job = job_for_workflow(session, root, formula, overrides or {})
     step = formula.step(step_id)
     use_recipients(session, job.vars)
@@ -169,33 +169,33 @@ def run_single_step(session: Session, step_id: str, *, job_id: str | None = None
     return job.job_id
 
 
-def workflow_root_of(session: Session, bead_id: str) -> str:
-    """The `hq-wf-…` bead that `tracks` this step bead (gastown.md §1.5); the bead itself if none."""
+def workflow_root_of(session: Session, bead_id: str) -> tuple[str, str]:
+    """The `hq-wf-…` bead that `tracks` this step bead, with its title (gastown.md §1.5).
+
+    gt keeps the root in the town's beads and points at a rig's step as `external:<prefix>:<id>`,
+    so in a town the root is looked up there. A bead no workflow tracks is its own root.
+    """
     bead = session.store.show(bead_id)
     for dep in bead.dependents:
         if dep.type == "tracks":
-            return dep.issue_id
+            return dep.issue_id, session.store.show(dep.issue_id).title
     if session.town is not None:
         from .beads import BdStore
 
         town_store = BdStore(workdir=session.town.root)
-        for root in town_store.list(include_closed=False):
+        for root in town_store.list():
             if not root.id.startswith("hq-wf-"):
                 continue
             detail = town_store.show(root.id)
             if any(d.type == "tracks" and (d.depends_on_id == bead_id or d.depends_on_id.endswith(f":{bead_id}"))
                    for d in detail.dependencies):
-                return root.id
-    return bead_id
+                return root.id, root.title
+    return bead_id, bead.title
 
 
-def formula_from_root_title(session: Session, root: str) -> str:
+def formula_from_root_title(title: str) -> str:
     """gt titles workflow roots `<formula>: <description> (N steps)`."""
-    try:
-        title = session.store.show(root).title
-    except GTFinetuneError:
-        return ""
-    name = title.split(":", 1)[0].strip()
+    name = title.split(":", 1)[0].strip() if ":" in title else ""
     return name if name and " " not in name else ""
 
 

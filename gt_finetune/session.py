@@ -38,7 +38,7 @@ class Session:
 def open_session(*, home: str | None = None, town: str | None = None, quiet: bool = False,
                  recipients: Recipients | None = None) -> Session:
     found = find_town(explicit=town)
-    workspace = resolve_home(home, found)
+    workspace = resolve_home(home, found.root if found else None)
     beads_dir = os.environ.get("BEADS_DIR")
     if found is not None:
         store: BeadStore = (BdStore(beads_dir=Path(beads_dir)) if beads_dir

@@ -183,3 +183,57 @@ def test_kill_during_training_then_resume_does_not_redo_finished_steps(capsys, i
     assert code == 0, err
     assert dict(calls) == {"train": 1, "eval": 1}
     assert "step corpus: done already" in err and "step dataset: done already" in err
+
+
+def test_in_a_town_steps_write_beads_with_bd_mail_with_gt_and_events_to_the_town_feed(
+        capsys, isolated, tmp_path, fake_bin, monkeypatch):
+    """The `gt formula run` path in a town: root in hq, step beads in the ft rig, all through fakes."""
+    calls = fake_actions.install(monkeypatch)
+    town = tmp_path / "gt"
+    (town / "mayor").mkdir(parents=True)
+    (town / "mayor" / "town.json").write_text('{"type":"town","version":2,"name":"demo"}')
+    (town / "mayor" / "rigs.json").write_text('{"version":1,"rigs":{"finetune":{"beads":{"prefix":"ft"}}}}')
+    (town / ".beads").mkdir()
+    (town / ".beads" / "config.yaml").write_text("issue-prefix: hq\n")
+    (town / ".beads" / "routes.jsonl").write_text('{"prefix":"hq-","path":"."}\n'
+                                                  '{"prefix":"ft-","path":"finetune/mayor/rig"}\n')
+    rig = town / "finetune" / "mayor" / "rig"
+    (rig / ".beads").mkdir(parents=True)
+    (rig / ".beads" / "config.yaml").write_text("issue-prefix: ft\n")
+    monkeypatch.setenv("FAKE_GT_LOG", str(tmp_path / "gt-mail.log"))
+    monkeypatch.delenv("GT_FINETUNE_HOME")
+    from gt_finetune.beads import BdStore
+
+    hq, ft = BdStore(workdir=town), BdStore(workdir=rig)
+    ft.set_config("status.custom", "review:wip")
+    hq.run("create", "--id=hq-wf-abc12", "--force", "--type=convoy",
+           "--title=finetune-lora: Fine-tune a small local model (5 steps)")
+    steps = {}
+    for step in ("corpus", "dataset", "train", "eval", "review"):
+        steps[step] = ft.create(f"step {step}").id
+        hq.add_dependency("hq-wf-abc12", f"external:ft:{steps[step]}", "tracks")
+
+    jobs = set()
+    for step in steps:
+        code, out, err = run_cli(capsys, "step", step, "--bead", steps[step], "--town", str(town))
+        assert code == 0, err
+        jobs.add(out.strip())
+    assert "beads: town `demo`" in err
+    (job_id,) = jobs
+    job = ft.show(job_id)
+    assert job.status == "review" and "ft:workflow:hq-wf-abc12" in job.labels
+    assert (town / ".gt-finetune" / "jobs" / f"{job_id}.json").is_file()
+    assert dict(calls) == {"corpus": 1, "dataset": 1, "train": 1, "eval": 1}
+    sent = lines(tmp_path / "gt-mail.log")
+    assert [(m["to"], m["subject"].split(":")[0]) for m in sent] == [
+        ("overseer", "FT_READY"), ("overseer", "FT_ACTIVE"), ("overseer", "FT_REVIEW"),
+        ("finetune/witness", "FT_REVIEW")]
+    assert all(m["cwd"] == str(town) for m in sent)
+    feed = lines(town / ".events.jsonl")
+    assert sum(e["type"] == "finetune_step_finished" for e in feed) == 5
+    bd_calls = [json.loads(x) for x in (rig / ".beads" / "fake-bd.log").read_text().splitlines()]
+    assert {c["cwd"] for c in bd_calls} == {str(rig)}
+    code, out, err = run_cli(capsys, "status", job_id, "--json", "--town", str(town))
+    assert code == 0, err
+    assert _history_labels(json.loads(out)["history"]) == [
+        "ready", "active(corpus)", "active(dataset)", "active(train)", "active(eval)", "review"]
