@@ -6,9 +6,11 @@
 #   bash .ci/mysql.sh stop    # stop that server and delete its data directory
 #
 # The server runs from a fresh `mktemp -d` directory, listens on 127.0.0.1 only, and never touches
-# /var/lib/mysql or a town's Dolt server.  Facts go to the state file
-# ${GT_FINETUNE_TEST_MYSQL_STATE:-/tmp/gt-finetune-test-mysql.env}; tests/sql/conftest.py reads it
-# (or the GT_FINETUNE_TEST_MYSQL_* variables themselves).  start and stop are idempotent.
+# /var/lib/mysql or a town's Dolt server.  --no-defaults keeps /etc/mysql/*.cnf out of it; without
+# those files MariaDB's built-in default charset is latin1, hence the explicit utf8mb4 flags.
+# Facts go to the state file ${GT_FINETUNE_TEST_MYSQL_STATE:-/tmp/gt-finetune-test-mysql.env};
+# tests/sql/conftest.py reads it (or the GT_FINETUNE_TEST_MYSQL_* variables themselves).
+# start and stop are idempotent.
 set -euo pipefail
 
 STATE=${GT_FINETUNE_TEST_MYSQL_STATE:-/tmp/gt-finetune-test-mysql.env}
@@ -112,7 +114,8 @@ cmd_start() {
     --bind-address=$HOST --port="$port" \
     --socket="$dir/run/mysqld.sock" --pid-file="$pidfile" --log-error="$dir/error.log" \
     --skip-name-resolve --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
-    --performance-schema=OFF </dev/null >>"$dir/mariadbd.out" 2>&1 &
+    --performance-schema=OFF --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
+    </dev/null >>"$dir/mariadbd.out" 2>&1 &
   local launched=$!
 
   local ok=0 i

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .beads import lifecycle
-from .corpus import CorpusSpec, build_corpus
+from .corpus import SAMPLE_TOWN, SOURCES, CorpusSpec, build_corpus, town_inputs
 from .dataset import DatasetSpec, build_dataset
 from .errors import InputError
 from .eval import EvalSpec, evaluate
 from .formula import Step
 from .jobs import JobRecord
 from .session import Session
+from .town import load_town
 from .train import LoraSpec, TrainSpec, train
 from .workspace import read_manifest
 
@@ -51,17 +52,32 @@ class Action:
 
 
 def corpus_action(ctx: StepContext) -> StepOutput:
-    source = str(ctx.params.get("source") or "")
+    """`source`: empty (the town, else the sample town), `sample`, `store`, a town or backup folder, or
+    explicit `kind:location` pairs separated by commas (e.g. `beads_jsonl:~/gt/.beads/backup`)."""
+    source = str(ctx.params.get("source") or "").strip()
+    town = ctx.session.town
+    if source in ("", "sample") and town is None:
+        town = load_town(SAMPLE_TOWN)  # names the sample's rigs (`hb` → `harbor`)
     if not source:
-        backup = ctx.session.town.root / ".beads" / "backup" if ctx.session.town else None
-        source = str(backup) if backup and backup.is_dir() else ("store" if ctx.session.town else "sample")
-        if source == "sample":
+        root = ctx.session.town.root if ctx.session.town else SAMPLE_TOWN
+        if ctx.session.town is None:
             print("corpus: no town and no `source` var: using the sample town shipped with gt-finetune",
                   file=sys.stderr)
-    manifest = build_corpus(CorpusSpec(source=source, min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
-                            home=ctx.session.home, store=ctx.session.store)
-    return StepOutput(manifest.path, f"{manifest.records} examples from {manifest.source} "
-                                     f"({manifest.skipped} beads skipped)")
+        inputs = town_inputs(root)
+    elif source == "sample":
+        inputs = town_inputs(SAMPLE_TOWN)
+    elif source == "store":
+        inputs = (("store", ""),)
+    elif ":" in source.split(",")[0] and source.split(":", 1)[0] in SOURCES:
+        inputs = tuple(tuple(part.strip().split(":", 1)) for part in source.split(",") if part.strip())
+    elif (Path(source).expanduser() / "mayor" / "town.json").is_file():
+        inputs = town_inputs(Path(source).expanduser())
+    else:
+        inputs = (("beads_jsonl", source),)
+    manifest = build_corpus(CorpusSpec(inputs=inputs, min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
+                            home=ctx.session.home, town=town, store=ctx.session.store)
+    return StepOutput(manifest.path, f"corpus {manifest.id}: {manifest.records} records ({manifest.source}; "
+                                     f"{manifest.new_records} new), {manifest.rejected} lines rejected")
 
 
 def dataset_action(ctx: StepContext) -> StepOutput:

@@ -243,6 +243,107 @@ def install(town, dry_run):
                f"of {len(changes)} items in {found.root}")
 
 
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def corpus(ctx):
+    """Harvest a town's history into versioned corpora; list and show them.
+
+    \b
+    Example:
+      gt-finetune corpus build --beads-jsonl ~/gt/.beads/backup --transcripts ~/.claude/projects
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(corpus_list)
+
+
+@corpus.command(name="build")
+@click.option("--beads-jsonl", multiple=True, metavar="DIR", help="A beads JSONL backup or export (repeatable).")
+@click.option("--dolt", multiple=True, metavar="HOST:PORT", help="A Dolt/MySQL server to read beads from, "
+              "`[user[:pw]@]host:port[/db,db]` (repeatable).")
+@click.option("--transcripts", multiple=True, metavar="DIR", help="Claude Code projects dir or .jsonl (repeatable).")
+@click.option("--events", multiple=True, metavar="FILE", help="An .events.jsonl/.feed.jsonl, or a town root.")
+@click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR", help="A folder of *.formula.toml.")
+@click.option("--role-context", multiple=True, metavar="DIR", help="Directives / role templates / prime captures.")
+@click.option("--store", is_flag=True, help="Closed beads from gt-finetune's own bead store.")
+@click.option("--sources", default="", metavar="KINDS", help="With no inputs: only these of the town's sources "
+              "(comma-separated: beads_sql,beads_jsonl,events,formulas,role_context,transcripts).")
+@click.option("--scope", multiple=True, metavar="rig:NAME", help="Only records of this rig (repeatable; default: all).")
+@click.option("--since", default="", help="Only records created at or after this ISO date/time.")
+@click.option("--until", default="", help="Only records created at or before this ISO date/time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@common
+def corpus_build(beads_jsonl, dolt, transcripts, events, formula_dirs, role_context, store, sources, scope, since,
+                 until, as_json, home, town):
+    """Harvest into a new corpus version (nothing new: the latest); prints its id last.
+
+    With no inputs it reads what the town offers (or the sample town outside one).
+    """
+    from .corpus import SAMPLE_TOWN, CorpusSpec, build_corpus, town_inputs
+    from .town import load_town
+
+    session = session_for(home, town, quiet=as_json)
+    inputs = ([("beads_jsonl", x) for x in beads_jsonl] + [("beads_sql", x) for x in dolt]
+              + [("transcripts", x) for x in transcripts] + [("events", x) for x in events]
+              + [("formulas", x) for x in formula_dirs] + [("role_context", x) for x in role_context]
+              + ([("store", "")] if store else []))
+    found = session.town
+    if not inputs:
+        if found is None:
+            click.echo("corpus: no town and no inputs: harvesting the sample town shipped with gt-finetune", err=True)
+            found = load_town(SAMPLE_TOWN)
+        inputs = list(town_inputs(found.root, sources=tuple(x for x in sources.split(",") if x)))
+    manifest = build_corpus(CorpusSpec(inputs=tuple(inputs), scope=tuple(scope), since=since, until=until),
+                            home=session.home, town=found, store=session.store, quiet=as_json)
+    if as_json:
+        from .workspace import read_manifest
+
+        click.echo(json.dumps(read_manifest(manifest.path), indent=2))
+        return
+    click.echo(f"{manifest.records} records ({manifest.source}); {manifest.new_records} new; "
+               f"{manifest.rejected} lines rejected", err=True)
+    click.echo(manifest.id)
+
+
+@corpus.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
+@common
+def corpus_list(as_json, home, town):
+    """List corpus versions, oldest first."""
+    from .corpus import list_corpora
+
+    manifests = list_corpora(session_for(home, town, quiet=True).home)
+    if as_json:
+        click.echo(json.dumps(manifests, indent=2))
+        return
+    if not manifests:
+        click.echo("no corpus yet; build one with `gt-finetune corpus build`", err=True)
+    for m in manifests:
+        c = m["counts"]
+        click.echo(f"{m['id']}  {c['records']:>6} records  {c['new_records']:>6} new  {c['rejected']:>6} rejected")
+
+
+@corpus.command(name="show")
+@click.argument("corpus_id")
+@click.option("--json", "as_json", is_flag=True, help="The manifest as JSON.")
+@common
+def corpus_show(corpus_id, as_json, home, town):
+    """Show one corpus: counts per source, rig and role, and why lines were rejected."""
+    from .corpus import find_corpus
+    from .workspace import read_manifest
+
+    path = find_corpus(session_for(home, town, quiet=True).home, corpus_id)
+    m = read_manifest(path)
+    if as_json:
+        click.echo(json.dumps(m, indent=2))
+        return
+    click.echo(f"{m['id']}  ({path})")
+    for key in ("by_source", "by_rig", "by_role"):
+        click.echo(f"  {key[3:]:<7} " + ", ".join(f"{k} {v}" for k, v in m["counts"][key].items()))
+    click.echo(f"  rejected {m['counts']['rejected']} lines: " + ", ".join(
+        f"{v}× {k}" for k, v in list(m["rejected_reasons"].items())[:8]))
+    click.echo(f"  every rejected line: {path / 'rejected.jsonl'}")
+
+
 @cli.group()
 def formulas():
     """Check and list formulas.

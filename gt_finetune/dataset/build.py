@@ -7,6 +7,7 @@ turn, so no held-out conversation leaks into training.
 """
 from __future__ import annotations
 
+import json
 import random
 import sys
 from dataclasses import asdict, dataclass
@@ -64,14 +65,17 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
         raise InputError(f"the tokenizer in {model_dir} has no chat template",
                          hint="use an instruct/chat model, e.g. `--var base_model=smollm2-135m-instruct`")
     examples, dropped = [], []
-    for index, record in enumerate(load_records(corpus_dir)):
-        example = tokenize(record, tokenizer, max_seq_len=spec.max_seq_len)
-        rid = record["meta"].get("bead_id") or f"record-{index}"
+    native_tools = "tool_calls" in tokenizer.chat_template
+    for record in load_records(corpus_dir):
+        messages = record["messages"] if native_tools else fold_tool_calls(record["messages"])
+        example = tokenize({**record, "messages": messages}, tokenizer, max_seq_len=spec.max_seq_len)
+        meta = record["meta"]
+        rid = meta.get("bead_id") or meta.get("session") or meta["content_hash"].split(":", 1)[-1][:12]
         if isinstance(example, str):
             dropped.append({"id": rid, "reason": example})
             continue
-        group = record["meta"].get("session") or rid
-        examples.append({"id": rid, "group": group, **example, "messages": record["messages"]})
+        group = meta.get("session") or rid
+        examples.append({"id": rid, "group": group, **example, "messages": messages})
     train, held_out = split_by_group(examples, eval_fraction=spec.eval_fraction, seed=spec.seed)
     if not train or not held_out:
         raise InputError(f"{len(examples)} usable examples in corpus {corpus_dir.name}: too few to train and hold some out",
@@ -90,6 +94,31 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
         print(f"  dropped {len(dropped)} examples (e.g. {dropped[0]['id']}: {dropped[0]['reason']}); "
               f"see {out / 'dropped.jsonl'}", file=sys.stderr)
     return _manifest_of(out)
+
+
+def fold_tool_calls(messages: list[dict]) -> list[dict]:
+    """For chat templates without tool support: calls become `<tool_call>` JSON in the assistant's
+    text and results become user turns wrapped in `<tool_response>` (documented in docs/formats.md)."""
+    out = []
+    for m in messages:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            calls = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"],
+                                                           "arguments": json.loads(c["function"]["arguments"] or "{}")},
+                                                          sort_keys=True) + "\n</tool_call>" for c in m["tool_calls"])
+            text = f"{m.get('content') or ''}\n{calls}".strip()
+            out.append({k: v for k, v in {**m, "content": text}.items() if k != "tool_calls"})
+        elif m["role"] == "tool":
+            out.append({"role": "user", "content": f"<tool_response name=\"{m.get('name', '')}\">\n"
+                                                   f"{m.get('content') or ''}\n</tool_response>"})
+        else:
+            out.append(m)
+    merged: list[dict] = []
+    for m in out:
+        if merged and m["role"] == "user" and merged[-1]["role"] == "user":
+            merged[-1] = {**merged[-1], "content": merged[-1]["content"] + "\n" + m["content"]}
+        else:
+            merged.append(m)
+    return merged
 
 
 def tokenize(record: dict, tokenizer, *, max_seq_len: int) -> dict | str:

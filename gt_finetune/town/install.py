@@ -32,6 +32,10 @@ class Change:
 def install(town: Town, *, dry_run: bool = False, rig_toml: Path = DATA / "rig.toml") -> list[Change]:
     spec = tomllib.loads(rig_toml.read_text(encoding="utf-8"))
     changes = [_install_formula(town, DATA / f, dry_run) for f in spec.get("formulas", {}).get("files", [])]
+    for folder in spec.get("plugins", {}).get("dirs", []):
+        source = DATA / folder
+        for path in sorted(p for p in source.iterdir() if p.is_file()):
+            changes.append(_install_file(path, town.root / "plugins" / source.name / path.name, dry_run, town))
     rig = town.rig_for_prefix(spec["prefix"])
     for role, source in spec.get("directives", {}).items():
         if rig is None:
@@ -67,6 +71,7 @@ def _install_file(source: Path, target: Path, dry_run: bool, town: Town) -> Chan
     if dry_run:
         return Change(what, {"added": "would-add", "updated": "would-update"}[action])
     write_bytes(target, data)
+    target.chmod(source.stat().st_mode & 0o777)
     write_json(ledger_path, {**ledger, target.name: new_sha})
     return Change(what, action)
 

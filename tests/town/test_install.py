@@ -32,6 +32,9 @@ def test_first_install_adds_formula_and_merges_status_keeping_valid_entries(town
     assert got[".beads/formulas/finetune-lora.formula.toml"] == "added"
     assert got["status.custom"] == "merged"
     assert got["directives/witness.md"] == "skipped"  # the town has no `ft` rig yet
+    assert got["plugins/finetune-harvest/plugin.md"] == "added"
+    run_sh = town / "plugins" / "finetune-harvest" / "run.sh"
+    assert run_sh.stat().st_mode & 0o111 and 'gt-finetune corpus build' in run_sh.read_text()
     assert (town / ".beads" / "formulas" / "finetune-lora.formula.toml").is_file()
     # the real backup's value holds junk bd would reject; it is dropped and said so, the rest kept
     assert config(town / ".beads")["status.custom"] == "staged_ready,staged_warnings,review:wip"
@@ -79,7 +82,7 @@ def test_dry_run_writes_nothing(town, capsys):
     assert code == 0
     assert "would-add" in err and "would-merge" in err
     assert not (town / ".beads" / "formulas" / "finetune-lora.formula.toml").exists()
-    assert "would change 2 of 3 items" in out
+    assert "would change 4 of 5 items" in out
 
 
 def test_install_outside_a_town_says_what_to_do(capsys):
