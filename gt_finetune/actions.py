@@ -74,7 +74,11 @@ def corpus_action(ctx: StepContext) -> StepOutput:
         inputs = town_inputs(Path(source).expanduser())
     else:
         inputs = (("beads_jsonl", source),)
-    manifest = build_corpus(CorpusSpec(inputs=inputs, min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
+    scope = tuple(x.strip() for x in str(ctx.params.get("scope") or "").split(",") if x.strip() not in ("", "all"))
+    if ctx.session.town is None:
+        scope = ()  # files and the sample town: everything they hold
+    manifest = build_corpus(CorpusSpec(inputs=inputs, scope=scope,
+                                       min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
                             home=ctx.session.home, town=town, store=ctx.session.store)
     return StepOutput(manifest.path, f"corpus {manifest.id}: {manifest.records} records ({manifest.source}; "
                                      f"{manifest.new_records} new), {manifest.rejected} lines rejected")

@@ -267,7 +267,9 @@ def corpus(ctx):
 @click.option("--store", is_flag=True, help="Closed beads from gt-finetune's own bead store.")
 @click.option("--sources", default="", metavar="KINDS", help="With no inputs: only these of the town's sources "
               "(comma-separated: beads_sql,beads_jsonl,events,formulas,role_context,transcripts).")
-@click.option("--scope", multiple=True, metavar="rig:NAME", help="Only records of this rig (repeatable; default: all).")
+@click.option("--scope", multiple=True, metavar="town|rig:NAME|all",
+              help="`town` (the town's own history) and/or `rig:NAME` (repeatable). Default inside a town: `town`, "
+                   "so another rig's history needs naming; with explicit inputs: everything.")
 @click.option("--since", default="", help="Only records created at or after this ISO date/time.")
 @click.option("--until", default="", help="Only records created at or before this ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
@@ -287,12 +289,17 @@ def corpus_build(beads_jsonl, dolt, transcripts, events, formula_dirs, role_cont
               + [("formulas", x) for x in formula_dirs] + [("role_context", x) for x in role_context]
               + ([("store", "")] if store else []))
     found = session.town
+    scopes = tuple(x for x in scope if x != "all")
     if not inputs:
         if found is None:
             click.echo("corpus: no town and no inputs: harvesting the sample town shipped with gt-finetune", err=True)
             found = load_town(SAMPLE_TOWN)
+        elif not scope:
+            scopes = ("town",)
+            click.echo("corpus: scope `town` (the town's own history); name rigs with `--scope rig:NAME`, "
+                       "or `--scope all`", err=True)
         inputs = list(town_inputs(found.root, sources=tuple(x for x in sources.split(",") if x)))
-    manifest = build_corpus(CorpusSpec(inputs=tuple(inputs), scope=tuple(scope), since=since, until=until),
+    manifest = build_corpus(CorpusSpec(inputs=tuple(inputs), scope=scopes, since=since, until=until),
                             home=session.home, town=found, store=session.store, quiet=as_json)
     if as_json:
         from .workspace import read_manifest

@@ -43,7 +43,7 @@ SAMPLE_TOWN = Path(__file__).resolve().parent.parent / "data" / "sample_town"
 @dataclass(frozen=True, slots=True)
 class CorpusSpec:
     inputs: tuple[tuple[str, str], ...]  # (source, location) pairs
-    scope: tuple[str, ...] = ()  # `rig:<name>` entries; empty: every rig the inputs hold
+    scope: tuple[str, ...] = ()  # `town` (town-level history) and/or `rig:<name>` entries; empty: everything
     since: str = ""  # ISO date or time; records created earlier are left out
     until: str = ""
     min_reason_chars: int = 20
@@ -58,8 +58,9 @@ class CorpusSpec:
             if kind not in SOURCES:
                 raise InputError(f"unknown corpus source `{kind}` (sources: {', '.join(SOURCES)})")
         for entry in self.scope:
-            if not entry.startswith("rig:") or not entry[4:]:
-                raise InputError(f"`--scope {entry}` must be `rig:<name>` (or leave it out for the whole town)")
+            if entry != "town" and (not entry.startswith("rig:") or not entry[4:]):
+                raise InputError(f"`--scope {entry}` must be `town` or `rig:<name>`",
+                                 hint="e.g. `--scope town --scope rig:harbor`; leave it out to keep everything read")
         for name in ("since", "until"):
             if getattr(self, name):
                 _parse_time(getattr(self, name), name)
@@ -100,7 +101,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
                     rejected.append(item)
                     continue
                 _name_rig(item, town)
-                reason = _filtered_out(item, spec)
+                reason = _filtered_out(item, spec, town)
                 where = item["meta"].get("location", location)
                 if reason is None and item["meta"]["content_hash"] in by_hash:
                     reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"
@@ -145,6 +146,8 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     corpus_id = f"corpus-{stamp}-{digest}"
     out = home / "corpus" / corpus_id
     if (out / "manifest.json").is_file():  # same spec, same records, same second: it is this very corpus
+        state["seen"], state["latest"] = sorted(seen | {r["meta"]["content_hash"] for r in new}), corpus_id
+        _save_state(state_path, state)
         return _manifest_of(out, new_records=len(new))
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "records.jsonl", everything)
@@ -255,9 +258,17 @@ def _name_rig(record: dict, town: Town | None) -> None:
             meta["rig"] = rig.name
 
 
-def _filtered_out(record: dict, spec: CorpusSpec) -> str | None:
+def _scope_of(meta: dict, town: Town | None) -> str:
+    """`rig:<name>` for a rig's history; `town` for the town's own (hq, mayor, deacon, no rig)."""
+    rig = meta.get("rig") or ""
+    if not rig or rig == "hq" or (town is not None and all(r.name != rig for r in town.rigs)):
+        return "town"
+    return f"rig:{rig}"
+
+
+def _filtered_out(record: dict, spec: CorpusSpec, town: Town | None) -> str | None:
     meta = record["meta"]
-    if spec.scope and f"rig:{meta.get('rig', '')}" not in spec.scope:
+    if spec.scope and _scope_of(meta, town) not in spec.scope:
         return f"rig `{meta.get('rig') or 'town'}` is outside --scope {','.join(spec.scope)}"
     created = meta.get("created_at") or ""
     if (spec.since or spec.until) and created:
