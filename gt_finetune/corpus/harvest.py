@@ -309,12 +309,17 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _show_rejections(rejected: list[Rejected], out: Path, quiet: bool) -> None:
+    """The reasons, most common first, with one example each; every line is in rejected.jsonl."""
     if quiet or not rejected:
         return
-    for r in rejected[:3]:
-        print(f"  rejected {r.where}: {r.reason}", file=sys.stderr)
-    if len(rejected) > 3:
-        print(f"  … {len(rejected) - 3} more; all are listed in {out / 'rejected.jsonl'}", file=sys.stderr)
+    kinds = Counter(_reason_kind(r.reason) for r in rejected)
+    example = {}
+    for r in rejected:
+        example.setdefault(_reason_kind(r.reason), r.where)
+    print(f"  rejected {len(rejected)} lines:", file=sys.stderr)
+    for kind, n in kinds.most_common(5):
+        print(f"    {n:>5}× {kind} (e.g. {example[kind]})", file=sys.stderr)
+    print(f"  all of them, with reasons: {out / 'rejected.jsonl'}", file=sys.stderr)
 
 
 def _manifest_of(out: Path, *, new_records: int) -> CorpusManifest:

@@ -221,14 +221,16 @@ def test_generated_by_humans_and_agents(messy, isolated):
         "agent:mayor/", "agent:deacon", "agent:cfutons/crew/melania", "human", "human", "unknown"]
 
 
-def test_stderr_lists_three_rejections_and_points_at_the_rest(messy, isolated, capsys):
+def test_stderr_summarises_rejections_by_reason_and_points_at_the_file(messy, isolated, capsys):
     m = build_corpus(spec(messy), home=isolated)
     issues = messy / "issues.jsonl"
-    assert capsys.readouterr().err.splitlines() == [
-        f"  rejected {issues}:2: not JSON (Expecting value)",
-        f"  rejected {issues}:4: not a record (no `id`)",
-        f"  rejected {issues}:14: not a record (no `id`)",
-        f"  … 13 more; all are listed in {m.path / 'rejected.jsonl'}"]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "  rejected 16 lines:"
+    assert lines[-1] == f"  all of them, with reasons: {m.path / 'rejected.jsonl'}"
+    kinds = lines[1:-1]
+    assert 1 <= len(kinds) <= 5
+    assert all(re.fullmatch(r"\s+\d+× .+ \(e\.g\. \S+\)", k) for k in kinds), kinds
+    assert kinds[0].strip() == f"3× not a record (e.g. {issues}:4)"  # most common first
 
 
 def test_quiet_prints_nothing(messy, isolated, capsys):
