@@ -17,6 +17,7 @@ from .errors import InputError
 from .eval import EvalSpec, evaluate
 from .formula import Step
 from .jobs import JobRecord
+from .registry import Registry
 from .session import Session
 from .town import load_town
 from .train import LoraSpec, TrainSpec, train
@@ -113,8 +114,14 @@ def train_action(ctx: StepContext) -> StepOutput:
                 "loss": row["loss"], "eta_s": round(eta), "message": f"step {row['step']}/{row['max_steps']} "
                                                                      f"loss={row['loss']:.4f}"})
 
-    manifest = train(spec, dataset_dir=ctx.need("dataset"), home=ctx.session.home, on_progress=progress)
-    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}")
+    dataset_dir = ctx.need("dataset")
+    manifest = train(spec, dataset_dir=dataset_dir, home=ctx.session.home, on_progress=progress)
+    model = Registry(ctx.session.home).register(
+        model_id=f"{ctx.job.job_id}-{manifest.path.name}", job_id=ctx.job.job_id,
+        corpus_id=read_manifest(ctx.need("corpus"))["id"], dataset_id=read_manifest(dataset_dir)["id"],
+        train_dir=str(manifest.path), base_model=spec.base_model)
+    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}; "
+                                     f"model {model.id} ({model.state})")
 
 
 def eval_action(ctx: StepContext) -> StepOutput:

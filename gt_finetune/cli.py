@@ -351,6 +351,40 @@ def corpus_show(corpus_id, as_json, home, town):
     click.echo(f"  every rejected line: {path / 'rejected.jsonl'}")
 
 
+@corpus.command(name="forget")
+@click.option("--match", default="", metavar="REGEX", help="Records whose messages or provenance match.")
+@click.option("--session", default="", metavar="ID", help="Records of this agent session.")
+@click.option("--actor", default="", metavar="NAME", help="Records by or for this actor (e.g. harbor/crew/max).")
+@click.option("--yes", is_flag=True, help="Do it; without this, only say what would be removed.")
+@common
+def corpus_forget(match, session, actor, yes, home, town):
+    """Remove matching records from every corpus (new versions) and taint models trained on them.
+
+    \b
+    Example:
+      gt-finetune corpus forget --session 3e443a8f-… --yes
+    """
+    from .corpus.forget import ForgetRule, forget
+
+    rule = ForgetRule(match=match, session=session, actor=actor)
+    workspace = session_for(home, town, quiet=True).home
+    result = forget(workspace, rule, dry_run=not yes)
+    if not result.versions:
+        click.echo(f"no corpus holds a record matching `{rule.describe()}`", err=True)
+        return
+    for old, new, removed in result.versions:
+        click.echo(f"{old}: {removed} record(s)" + (f" removed -> {new}" if new else " would be removed"), err=True)
+    if not yes:
+        raise InputError(f"nothing removed yet: {sum(n for _, _, n in result.versions)} record(s) in "
+                         f"{len(result.versions)} corpus version(s) match `{rule.describe()}`",
+                         hint=f"run it again with `--yes`: `gt-finetune corpus forget {rule.describe()} --yes`")
+    for model in result.tainted:
+        click.echo(f"model {model.id}: tainted ({model.reason})", err=True)
+    if result.datasets_purged:
+        click.echo(f"datasets removed (rebuilt on the next run): {', '.join(result.datasets_purged)}", err=True)
+    click.echo(result.versions[-1][1])
+
+
 @cli.group()
 def formulas():
     """Check and list formulas.

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..town import Town
 from ..workspace import atomic_dir, content_id, read_jsonl, read_manifest, short_id, write_json, write_jsonl
+from .forget import load_rules
 from .records import Rejected
 from .sources import beads_jsonl, beads_sql, events, formulas, role_context, store_beads, transcripts
 from .sources.context import HarvestContext
@@ -89,6 +90,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     if latest is not None and not (latest / "manifest.json").is_file():
         state, latest = {"sources": {}, "seen": [], "latest": ""}, None  # the previous version is gone: start over
     seen = set(state["seen"])
+    rules = load_rules(home)
     records, rejected, accounting, dropped = [], [], {}, []
     by_hash: dict[str, str] = {}
     progress = _Progress(quiet)
@@ -101,7 +103,8 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
                     rejected.append(item)
                     continue
                 _name_rig(item, town)
-                reason = _filtered_out(item, spec, town)
+                reason = _filtered_out(item, spec, town) or next(
+                    (f"forgotten ({rule.describe()})" for rule in rules if rule.matches(item)), None)
                 where = item["meta"].get("location", location)
                 if reason is None and item["meta"]["content_hash"] in by_hash:
                     reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"

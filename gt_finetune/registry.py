@@ -1,0 +1,91 @@
+"""Models and the audit log, in SQLite under the workspace: what was trained on what, and why it changed.
+
+Schema changes are append-only numbered migrations recorded in `_migrations`. The audit log is
+never edited or pruned: forgetting records or tainting a model adds rows, it removes none.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .beads.embedded import default_actor, now_iso
+
+MIGRATIONS = (
+    ("m001_models_and_audit", """
+        CREATE TABLE models (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, corpus_id TEXT NOT NULL,
+          dataset_id TEXT NOT NULL, train_dir TEXT NOT NULL, base_model TEXT NOT NULL,
+          state TEXT NOT NULL DEFAULT 'candidate', reason TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
+        CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+          action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
+    """),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    job_id: str
+    corpus_id: str
+    dataset_id: str
+    train_dir: str
+    base_model: str
+    state: str
+    reason: str
+    created_at: str
+
+
+class Registry:
+    def __init__(self, home: Path):
+        home.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(home / "registry.db"), timeout=30)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {r[0] for r in self.conn.execute("SELECT name FROM _migrations")}
+        for name, sql in MIGRATIONS:
+            if name not in done:
+                with self.conn:
+                    self.conn.executescript(sql)
+                    self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now_iso()))
+
+    def register(self, *, model_id: str, job_id: str, corpus_id: str, dataset_id: str, train_dir: str,
+                 base_model: str) -> Model:
+        with self.conn:
+            self.conn.execute("INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model,"
+                              " created_at) VALUES (?,?,?,?,?,?,?)",
+                              (model_id, job_id, corpus_id, dataset_id, train_dir, base_model, now_iso()))
+            self._audit("register", model_id, {"job": job_id, "corpus": corpus_id})
+        return self.model(model_id)
+
+    def model(self, model_id: str) -> Model:
+        row = self.conn.execute("SELECT * FROM models WHERE id=?", (model_id,)).fetchone()
+        if row is None:
+            raise KeyError(model_id)
+        return Model(**dict(row))
+
+    def models(self) -> list[Model]:
+        return [Model(**dict(r)) for r in self.conn.execute("SELECT * FROM models ORDER BY created_at, id")]
+
+    def taint(self, corpus_ids: Iterable[str], reason: str) -> list[Model]:
+        """Every model trained on one of these corpora needs retraining; say why in the registry."""
+        ids = sorted(set(corpus_ids))
+        hit = [m for m in self.models() if m.corpus_id in ids]
+        with self.conn:
+            for m in hit:
+                self.conn.execute("UPDATE models SET state='tainted', reason=? WHERE id=?", (reason, m.id))
+                self._audit("taint", m.id, {"reason": reason, "corpus": m.corpus_id, "was": m.state})
+        return [self.model(m.id) for m in hit]
+
+    def record(self, action: str, subject: str, detail: dict) -> None:
+        with self.conn:
+            self._audit(action, subject, detail)
+
+    def audit(self) -> list[dict]:
+        return [{**dict(r), "detail": json.loads(r["detail"])}
+                for r in self.conn.execute("SELECT * FROM audit ORDER BY seq")]
+
+    def _audit(self, action: str, subject: str, detail: dict) -> None:
+        self.conn.execute("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
+                          (now_iso(), default_actor(), action, subject, json.dumps(detail, sort_keys=True)))
