@@ -53,10 +53,11 @@ class Registry:
     def register(self, *, model_id: str, job_id: str, corpus_id: str, dataset_id: str, train_dir: str,
                  base_model: str) -> Model:
         with self.conn:
-            self.conn.execute("INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model,"
-                              " created_at) VALUES (?,?,?,?,?,?,?)",
-                              (model_id, job_id, corpus_id, dataset_id, train_dir, base_model, now_iso()))
-            self._audit("register", model_id, {"job": job_id, "corpus": corpus_id})
+            added = self.conn.execute(
+                "INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model, created_at)"
+                " VALUES (?,?,?,?,?,?,?)", (model_id, job_id, corpus_id, dataset_id, train_dir, base_model, now_iso()))
+            if added.rowcount:
+                self._audit("register", model_id, {"job": job_id, "corpus": corpus_id})
         return self.model(model_id)
 
     def model(self, model_id: str) -> Model:
