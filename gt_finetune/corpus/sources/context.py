@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,22 @@ class HarvestContext:
             return True
         seen[key] = now
         return False
+
+    def one_record_per_file(self, location: str, wanted: Callable[[Path], bool],
+                            convert: Callable[[Path], "dict | object"]) -> Iterator:
+        """For sources where each file is one example (formulas, role context): convert the files
+        under `location` that `wanted` picks and changed since the last harvest, counting each."""
+        root = expand(location)
+        if not root.exists():
+            raise FileNotFoundError(root)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and wanted(p))
+        for path in files:
+            if self.unchanged(path):
+                continue
+            item = convert(path)
+            used = isinstance(item, dict)
+            self.count(str(path), used=int(used), rejected=int(not used))
+            yield item
 
     def count(self, where: str, *, used: int = 0, rejected: int = 0) -> None:
         entry = self.accounting.setdefault(where, {"lines": 0, "used": 0, "rejected": 0})

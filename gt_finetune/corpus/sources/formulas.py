@@ -11,22 +11,13 @@ from pathlib import Path
 
 from ...formula import SUFFIXES, check_formula
 from ..records import Rejected, make_record
-from .context import HarvestContext, expand
+from .context import HarvestContext
 
 SYSTEM = "You write Gas Town formulas: TOML that `gt formula run` and `bd cook` accept."
 
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
-    root = expand(location)
-    if not root.exists():
-        raise FileNotFoundError(root)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.name.endswith(SUFFIXES))
-    for path in files:
-        if ctx.unchanged(path):
-            continue
-        item = _convert(path)
-        ctx.count(str(path), used=isinstance(item, dict), rejected=isinstance(item, Rejected))
-        yield item
+    return ctx.one_record_per_file(location, lambda p: p.name.endswith(SUFFIXES), _convert)
 
 
 def _convert(path: Path) -> dict | Rejected:

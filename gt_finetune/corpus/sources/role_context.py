@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..records import Rejected, make_record
-from .context import HarvestContext, expand
+from .context import HarvestContext
 
 ROLES = ("mayor", "deacon", "witness", "refinery", "polecat", "crew", "dog", "boot")
 MAX_CHARS = 20_000
@@ -19,16 +19,7 @@ SYSTEM = "You are a Gas Town {role}{where}. You know the rules your role works u
 
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
-    root = expand(location)
-    if not root.exists():
-        raise FileNotFoundError(root)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and _role_of(p))
-    for path in files:
-        if ctx.unchanged(path):
-            continue
-        item = _convert(path)
-        ctx.count(str(path), used=isinstance(item, dict), rejected=isinstance(item, Rejected))
-        yield item
+    return ctx.one_record_per_file(location, lambda p: bool(_role_of(p)), _convert)
 
 
 def _role_of(path: Path) -> str:
