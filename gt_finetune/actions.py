@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .beads import lifecycle
 from .corpus import SAMPLE_TOWN, SOURCES, CorpusSpec, build_corpus, town_inputs
+from .corpus.harvest import health_of
+from .corpus.health import HealthConfig
 from .dataset import DatasetSpec, build_dataset
 from .errors import InputError
 from .eval import EvalSpec, evaluate
@@ -81,8 +83,15 @@ def corpus_action(ctx: StepContext) -> StepOutput:
     manifest = build_corpus(CorpusSpec(inputs=inputs, scope=scope,
                                        min_reason_chars=int(ctx.params.get("min_reason_chars", 20))),
                             home=ctx.session.home, town=town, store=ctx.session.store)
+    gate = HealthConfig(min_examples=int(ctx.params.get("min_examples", 50)),
+                        min_tokens=int(ctx.params.get("min_tokens", 5000)))
+    too_small = health_of(manifest.path).gate(gate, formula=ctx.job.formula)
+    if too_small and not ctx.params.get("force"):
+        raise InputError(too_small, hint="harvest more (the sources above), lower `--var min_examples=`, or pass "
+                                         "`--var force=true` (the model card will say so)")
+    forced = f"; FORCED past the size gate: {too_small}" if too_small else ""
     return StepOutput(manifest.path, f"corpus {manifest.id}: {manifest.records} records ({manifest.source}; "
-                                     f"{manifest.new_records} new), {manifest.rejected} lines rejected")
+                                     f"{manifest.new_records} new), {manifest.rejected} lines rejected{forced}")
 
 
 def dataset_action(ctx: StepContext) -> StepOutput:

@@ -351,6 +351,35 @@ def corpus_show(corpus_id, as_json, home, town):
     click.echo(f"  every rejected line: {path / 'rejected.jsonl'}")
 
 
+@corpus.command(name="report")
+@click.argument("corpus_id")
+@common
+def corpus_report(corpus_id, home, town):
+    """Composition, tokens, redactions, duplicates, stale and conflicting entries of one corpus.
+
+    Prints the tables; the Markdown report and the PNG chart were written with the corpus.
+
+    \b
+    Example:
+      gt-finetune corpus report corpus-20261126
+    """
+    from .corpus import find_corpus
+    from .corpus.harvest import health_of
+    from .corpus.report import render_terminal
+    from .workspace import read_manifest
+
+    path = find_corpus(session_for(home, town, quiet=True).home, corpus_id)
+    manifest = read_manifest(path)
+    if not (path / "health.json").is_file():
+        raise InputError(f"corpus `{manifest['id']}` has no health data (it was forgotten or built by an older "
+                         "gt-finetune)", hint="build a new version with `gt-finetune corpus build`")
+    click.echo(render_terminal(health_of(path), manifest))
+    if manifest.get("health", {}).get("gate"):
+        click.echo(f"size gate: {manifest['health']['gate']}")
+    click.echo(f"report: {path / 'report.md'}")
+    click.echo(f"chart:  {path / 'composition.png'}")
+
+
 @corpus.command(name="forget")
 @click.option("--match", default="", metavar="REGEX", help="Records whose messages or provenance match.")
 @click.option("--session", default="", metavar="ID", help="Records of this agent session.")

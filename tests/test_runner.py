@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gt_finetune import actions
 from gt_finetune.beads import EmbeddedStore
 from gt_finetune.cli import _history_labels, main
 from gt_finetune.jobs import JobRecord
@@ -237,3 +238,25 @@ def test_in_a_town_steps_write_beads_with_bd_mail_with_gt_and_events_to_the_town
     assert code == 0, err
     assert _history_labels(json.loads(out)["history"]) == [
         "ready", "active(corpus)", "active(dataset)", "active(train)", "active(eval)", "review"]
+
+
+def test_size_gate_stops_the_job_with_guidance_unless_forced(capsys, isolated, tmp_path):
+    """The real corpus step on a tiny backup: the gate says how much there is and what would add more."""
+    monkeypatch = pytest.MonkeyPatch()
+    calls = fake_actions.install(monkeypatch)
+    monkeypatch.setitem(actions.ACTIONS, "corpus", actions.Action("corpus", actions.corpus_action))
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    rows = [{"id": f"hb-{i}", "title": f"Fix flaky test number {i}", "status": "closed", "issue_type": "bug",
+             "close_reason": f"Pinned the clock in test {i} and reran it 200 times without a failure.",
+             "created_by": "harbor/polecats/nux"} for i in range(5)]
+    (backup / "issues.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, err = run_cli(capsys, "run", "finetune-lora", "--var", f"source={backup}")
+    assert code == 1
+    assert "error: you have 5 usable examples" in err and "formula `finetune-lora` needs 50 examples" in err
+    assert "hint: harvest more" in err and "--var force=true" in err
+    job_id = next((isolated / "jobs").glob("*.json")).stem
+    assert EmbeddedStore(isolated / "beads.db").show(job_id).status == "blocked"
+    code, out, err = run_cli(capsys, "run", "finetune-lora", "--var", f"source={backup}", "--var", "force=true")
+    assert code == 0, err
+    assert calls["train"] == 1

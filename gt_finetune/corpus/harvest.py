@@ -14,16 +14,20 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InputError
 from ..town import Town
 from ..workspace import atomic_dir, content_id, read_jsonl, read_manifest, short_id, write_json, write_jsonl
+from ..config import load_section
 from .forget import load_rules
+from .health import HealthConfig, HealthReport, assess, formula_hash
+from .report import write_report
 from .records import Rejected
 from .sources import beads_jsonl, beads_sql, events, formulas, role_context, store_beads, transcripts
 from .sources.context import HarvestContext
@@ -90,84 +94,148 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     if latest is not None and not (latest / "manifest.json").is_file():
         state, latest = {"sources": {}, "seen": [], "latest": ""}, None  # the previous version is gone: start over
     seen = set(state["seen"])
-    rules = load_rules(home)
-    records, rejected, accounting, dropped = [], [], {}, []
-    by_hash: dict[str, str] = {}
-    progress = _Progress(quiet)
-    for kind, location in spec.inputs:
-        ctx = HarvestContext(town=town, min_reason_chars=spec.min_reason_chars, progress=progress.add, store=store,
-                             state=state["sources"].setdefault(f"{kind}:{location}", {}))
-        try:
-            for item in SOURCES[kind](location, ctx):
-                if isinstance(item, Rejected):
-                    rejected.append(item)
-                    continue
-                _name_rig(item, town)
-                reason = _filtered_out(item, spec, town) or next(
-                    (f"forgotten ({rule.describe()})" for rule in rules if rule.matches(item)), None)
-                where = item["meta"].get("location", location)
-                if reason is None and item["meta"]["content_hash"] in by_hash:
-                    reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"
-                if reason:
-                    meta = item["meta"]
-                    spot = f":{meta['line']}" if meta.get("line") else f"#{meta.get('bead_id') or meta.get('session', '')}"
-                    rejected.append(Rejected(f"{where}{spot}", reason))
-                    dropped.append(where)
-                    continue
-                by_hash[item["meta"]["content_hash"]] = where
-                records.append(item)
-        except FileNotFoundError as exc:
-            missing = exc.filename or (exc.args[0] if exc.args else location)
-            raise InputError(f"corpus input `{kind}:{location}` does not exist ({missing})",
-                             hint="check the path; `gt-finetune corpus build --help` lists the inputs") from exc
-        for key, value in ctx.accounting.items():
-            accounting[key] = value
-    progress.done()
-    for where in dropped:  # read, turned into a record, then filtered out: a rejected line after all
-        if where in accounting:
-            accounting[where] = {**accounting[where], "used": accounting[where]["used"] - 1,
-                                 "rejected": accounting[where]["rejected"] + 1}
-    new = [r for r in records if r["meta"]["content_hash"] not in seen]
+    harvest = _harvest(spec, state, home=home, town=town, store=store, quiet=quiet)
+    new = [r for r in harvest.records if r["meta"]["content_hash"] not in seen]
     if latest is not None and not new:
         _save_state(state_path, state)
         return _manifest_of(latest, new_records=0)
     previous = read_jsonl(latest / "records.jsonl") if latest is not None else []
     replaced = {identity(r) for r in new}
     everything = [r for r in previous if identity(r) not in replaced] + new
-    if latest is not None:  # files not read again this time keep what the last version said of them
-        read_now = set(accounting) | {_file_of(r.where) for r in rejected}
-        for file, entry in read_manifest(latest).get("accounting", {}).items():
-            accounting.setdefault(file, entry)
-        rejected += [Rejected(**r) for r in read_jsonl(latest / "rejected.jsonl")
-                     if _file_of(r["where"]) not in read_now]
+    if latest is not None:
+        harvest.carry_over(latest)
+    config = load_section(home, "health", HealthConfig)
+    health = assess(everything, config, current_formulas=current_formulas(spec, town),
+                    existing_beads=harvest.bead_ids or None)
+    new_hashes = {r["meta"]["content_hash"] for r in new}
+    for entry in health.dropped:
+        if entry["content_hash"] in new_hashes:
+            harvest.reject(everything[entry["index"]], f"{entry['reason']} ({entry['kept']})")
+    everything = health.kept
     if not everything:
         raise InputError(f"no usable record in {', '.join(f'{k}:{v}' for k, v in spec.inputs)} "
-                         f"({len(rejected)} lines rejected)",
+                         f"({len(harvest.rejected)} lines rejected)",
                          hint="see why with the rejected lines above, or point the inputs at more history")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     digest = short_id(content_id({"spec": asdict(spec), "records": [r["meta"]["content_hash"] for r in everything]}))
     corpus_id = f"corpus-{stamp}-{digest}"
     out = home / "corpus" / corpus_id
+    state["seen"], state["latest"] = sorted(seen | new_hashes), corpus_id
     if (out / "manifest.json").is_file():  # same spec, same records, same second: it is this very corpus
-        state["seen"], state["latest"] = sorted(seen | {r["meta"]["content_hash"] for r in new}), corpus_id
         _save_state(state_path, state)
         return _manifest_of(out, new_records=len(new))
+    rejected = harvest.rejected
+    manifest = {
+        "schema_version": 1, "stage": "corpus", "id": corpus_id, "previous": latest.name if latest else "",
+        "spec": public_spec(spec), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {"records": len(everything), "new_records": len(new), "rejected": len(rejected),
+                   "by_source": _count(everything, "source"), "by_rig": _count(everything, "rig"),
+                   "by_role": _count(everything, "role")},
+        "rejected_reasons": dict(Counter(_reason_kind(r.reason) for r in rejected).most_common()),
+        "health": {"dropped": len(health.dropped), "stale": len(health.stale), "conflicts": len(health.conflicts),
+                   "tokens": health.tokens, "gate": health.gate(config)},
+        "accounting": harvest.accounting, "fingerprint": fingerprint(spec, town)}
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "records.jsonl", everything)
         write_jsonl(tmp / "rejected.jsonl", [asdict(r) for r in rejected])
-        write_json(tmp / "manifest.json", {
-            "schema_version": 1, "stage": "corpus", "id": corpus_id, "previous": state["latest"],
-            "spec": asdict(spec), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "counts": {"records": len(everything), "new_records": len(new), "rejected": len(rejected),
-                       "by_source": _count(everything, "source"), "by_rig": _count(everything, "rig"),
-                       "by_role": _count(everything, "role")},
-            "rejected_reasons": dict(Counter(_reason_kind(r.reason) for r in rejected).most_common()),
-            "accounting": accounting, "fingerprint": fingerprint(spec, town)})
-    state["seen"] = sorted(seen | {r["meta"]["content_hash"] for r in new})
-    state["latest"] = corpus_id
+        write_json(tmp / "health.json", {"dropped": health.dropped, "stale": health.stale,
+                                         "conflicts": health.conflicts, "tokens": health.tokens})
+        write_report(out, health, manifest, out_dir=tmp)
+        write_json(tmp / "manifest.json", manifest)
     _save_state(state_path, state)
     _show_rejections(rejected, out, quiet)
     return _manifest_of(out, new_records=len(new))
+
+
+@dataclass
+class _Harvest:
+    """What one harvest read: records, rejected lines, and per-file accounting of both."""
+
+    records: list[dict] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    accounting: dict = field(default_factory=dict)
+    bead_ids: set = field(default_factory=set)
+
+    def reject(self, record: dict, reason: str) -> None:
+        """A line that became a record and was then filtered or dropped: rejected after all."""
+        meta = record["meta"]
+        where = meta.get("location", "")
+        spot = f":{meta['line']}" if meta.get("line") else f"#{meta.get('bead_id') or meta.get('session', '')}"
+        self.rejected.append(Rejected(f"{where}{spot}", reason))
+        if where in self.accounting:
+            entry = self.accounting[where]
+            self.accounting[where] = {**entry, "used": entry["used"] - 1, "rejected": entry["rejected"] + 1}
+
+    def carry_over(self, latest: Path) -> None:
+        """Files not read again this time keep what the last version said of them."""
+        read_now = set(self.accounting) | {_file_of(r.where) for r in self.rejected}
+        for file, entry in read_manifest(latest).get("accounting", {}).items():
+            self.accounting.setdefault(file, entry)
+        self.rejected += [Rejected(**r) for r in read_jsonl(latest / "rejected.jsonl")
+                          if _file_of(r["where"]) not in read_now]
+
+
+def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, store, quiet: bool) -> _Harvest:
+    """Read every input; filter (scope, dates, forget rules) and drop exact duplicates as it goes."""
+    out, rules, by_hash, progress = _Harvest(), load_rules(home), {}, _Progress(quiet)
+    for kind, location in spec.inputs:
+        ctx = HarvestContext(town=town, min_reason_chars=spec.min_reason_chars, progress=progress.add, store=store,
+                             state=state["sources"].setdefault(f"{kind}:{location}", {}), bead_ids=out.bead_ids)
+        pending = []
+        try:
+            for item in SOURCES[kind](location, ctx):
+                if isinstance(item, Rejected):
+                    out.rejected.append(item)
+                    continue
+                _name_rig(item, town)
+                reason = _filtered_out(item, spec, town) or next(
+                    (f"forgotten ({rule.describe()})" for rule in rules if rule.matches(item)), None)
+                if reason is None and item["meta"]["content_hash"] in by_hash:
+                    reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"
+                if reason:
+                    pending.append((item, reason))
+                    continue
+                by_hash[item["meta"]["content_hash"]] = item["meta"].get("location", location)
+                out.records.append(item)
+        except FileNotFoundError as exc:
+            missing = exc.filename or (exc.args[0] if exc.args else location)
+            raise InputError(f"corpus input `{kind}:{location}` does not exist ({missing})",
+                             hint="check the path; `gt-finetune corpus build --help` lists the inputs") from exc
+        out.accounting.update(ctx.accounting)
+        for item, reason in pending:
+            out.reject(item, reason)
+    progress.done()
+    return out
+
+
+def public_spec(spec: CorpusSpec) -> dict:
+    """The spec as the manifest keeps it: passwords in `beads_sql` locations are masked."""
+    inputs = [[kind, re.sub(r"^([^:@/]*):[^@]*@", r"\1:***@", location) if kind == "beads_sql" else location]
+              for kind, location in spec.inputs]
+    return {**asdict(spec), "inputs": inputs}
+
+
+def current_formulas(spec: CorpusSpec, town: Town | None) -> dict[str, str]:
+    """Formula name -> hash of its current text, from the town and the `formulas` inputs (staleness)."""
+    folders = [Path(loc).expanduser() for kind, loc in spec.inputs if kind == "formulas"]
+    if town is not None:
+        folders.append(town.root / ".beads" / "formulas")
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.formula.toml")) if folder.is_dir() else []:
+            try:
+                name = tomllib.loads(path.read_text(encoding="utf-8")).get("formula")
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(name, str):
+                out.setdefault(name, formula_hash(path.read_text(encoding="utf-8")))
+    return out
+
+
+def health_of(corpus_dir: Path) -> HealthReport:
+    """A written corpus's health, as its build assessed it."""
+    saved = json.loads((corpus_dir / "health.json").read_text(encoding="utf-8"))
+    return HealthReport(kept=read_jsonl(corpus_dir / "records.jsonl"), **saved)
 
 
 def town_inputs(root: Path, *, sources: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:

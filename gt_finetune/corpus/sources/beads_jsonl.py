@@ -25,6 +25,7 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
         return
     rejected: list[Rejected] = []
     rows = list(read_rows(issues_file, rejected))
+    ctx.bead_ids.update(str(row["id"]) for _, row in rows)
     side = {name: _side_table(issues_file.with_name(f"{name}.jsonl"), rejected) for name in SIDE_TABLES}
     for name, path in _other_files(issues_file):
         for lineno in _line_numbers(path):

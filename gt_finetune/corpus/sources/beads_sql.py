@@ -86,6 +86,7 @@ def _harvest_database(conn, database: str, where: str, ctx: HarvestContext) -> I
         if issues not in columns:
             continue
         rows = _select(conn, database, issues, columns, ctx)
+        ctx.bead_ids.update(str(row["id"]) for row in rows)
         labels = _group(_select(conn, database, labels_table, columns, ctx), "label")
         comments = _group(_select(conn, database, comments_table, columns, ctx), None)
         for row in rows:

@@ -17,6 +17,7 @@ class HarvestContext:
     accounting: dict = field(default_factory=dict)  # file or table -> {"lines", "used", "rejected"}
     progress: Callable[[int], None] | None = None  # bytes or rows read, for the progress line
     store: object = None  # the job's BeadStore, for the `store` source
+    bead_ids: set = field(default_factory=set)  # every bead id a beads source saw, open ones too (staleness)
 
     def unchanged(self, path: Path) -> bool:
         """A file whose size and mtime match the last harvest holds nothing new: skip reading it."""

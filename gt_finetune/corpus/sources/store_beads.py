@@ -14,6 +14,7 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     where = ctx.store.location
     used = refused = 0
     for bead in ctx.store.list(include_closed=True):
+        ctx.bead_ids.add(bead.id)
         row = bead.to_json()
         record = bead_record(row, set(bead.labels), [], location=where, min_reason_chars=ctx.min_reason_chars)
         if isinstance(record, str):
