@@ -373,7 +373,12 @@ def corpus_report(corpus_id, home, town):
     if not (path / "health.json").is_file():
         raise InputError(f"corpus `{manifest['id']}` has no health data (it was forgotten or built by an older "
                          "gt-finetune)", hint="build a new version with `gt-finetune corpus build`")
-    click.echo(render_terminal(health_of(path), manifest))
+    health = health_of(path)
+    if not (path / "report.md").is_file():  # a build killed between its rename and its report
+        from .corpus.report import write_report
+
+        write_report(path, health, manifest, out_dir=path)
+    click.echo(render_terminal(health, manifest))
     if manifest.get("health", {}).get("gate"):
         click.echo(f"size gate: {manifest['health']['gate']}")
     click.echo(f"report: {path / 'report.md'}")

@@ -108,9 +108,12 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     health = assess(everything, config, current_formulas=current_formulas(spec, town),
                     existing_beads=harvest.bead_ids or None)
     new_hashes = {r["meta"]["content_hash"] for r in new}
+    by_hash = {r["meta"]["content_hash"]: r for r in everything}
     for entry in health.dropped:
         if entry["content_hash"] in new_hashes:
-            harvest.reject(everything[entry["index"]], f"{entry['reason']} ({entry['kept']})")
+            kind = entry["reason"].split(" of record")[0]
+            twin = f" of `{_where(by_hash[entry['kept']])}`" if entry["kept"] in by_hash else ""
+            harvest.reject(everything[entry["index"]], f"{kind}{twin}")
     everything = health.kept
     if not everything:
         raise InputError(f"no usable record in {', '.join(f'{k}:{v}' for k, v in spec.inputs)} "
@@ -140,8 +143,8 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
         write_jsonl(tmp / "rejected.jsonl", [asdict(r) for r in rejected])
         write_json(tmp / "health.json", {"dropped": health.dropped, "stale": health.stale,
                                          "conflicts": health.conflicts, "tokens": health.tokens})
-        write_report(out, health, manifest, out_dir=tmp)
         write_json(tmp / "manifest.json", manifest)
+    write_report(out, health, manifest, out_dir=out)  # reads the corpus's own rejected.jsonl: after the rename
     _save_state(state_path, state)
     _show_rejections(rejected, out, quiet)
     return _manifest_of(out, new_records=len(new))
@@ -158,10 +161,8 @@ class _Harvest:
 
     def reject(self, record: dict, reason: str) -> None:
         """A line that became a record and was then filtered or dropped: rejected after all."""
-        meta = record["meta"]
-        where = meta.get("location", "")
-        spot = f":{meta['line']}" if meta.get("line") else f"#{meta.get('bead_id') or meta.get('session', '')}"
-        self.rejected.append(Rejected(f"{where}{spot}", reason))
+        where = record["meta"].get("location", "")
+        self.rejected.append(Rejected(_where(record), reason))
         if where in self.accounting:
             entry = self.accounting[where]
             self.accounting[where] = {**entry, "used": entry["used"] - 1, "rejected": entry["rejected"] + 1}
@@ -173,6 +174,13 @@ class _Harvest:
             self.accounting.setdefault(file, entry)
         self.rejected += [Rejected(**r) for r in read_jsonl(latest / "rejected.jsonl")
                           if _file_of(r["where"]) not in read_now]
+
+
+def _where(record: dict) -> str:
+    """`file:line` when the record knows its line, else `file#<bead id or session>`."""
+    meta = record["meta"]
+    spot = f":{meta['line']}" if meta.get("line") else f"#{meta.get('bead_id') or meta.get('session', '')}"
+    return f"{meta.get('location', '')}{spot}"
 
 
 def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, store, quiet: bool) -> _Harvest:

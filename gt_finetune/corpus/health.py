@@ -122,7 +122,7 @@ def assess(records: list[dict], config: HealthConfig, *, current_formulas: Mappi
     for d, k, kind in duplicates:
         i, twin = candidates[d], candidates[k]
         gone.add(i)
-        alike = f"near duplicate (≥ {config.near_duplicate_threshold:.0%} alike)"
+        alike = f"near duplicate (estimated ≥ {config.near_duplicate_threshold:.0%} alike)"
         what = "exact duplicate" if kind == "exact" else alike
         dropped.append({"index": i, "content_hash": records[i]["meta"]["content_hash"],
                         "kept": records[twin]["meta"]["content_hash"], "reason": f"{what} of record {twin}"})

@@ -76,7 +76,7 @@ def _markdown(corpus_dir: Path, health: HealthReport, manifest: dict, out_dir: P
 
 
 def _headline(health: HealthReport, manifest: dict) -> str:
-    harvested = manifest.get("counts", {}).get("records", len(health.kept) + len(health.dropped))
+    harvested = len(health.kept) + len(health.dropped)
     return (f"corpus {manifest.get('id', '?')}: {harvested:,} records harvested, {len(health.kept):,} kept, "
             f"{len(health.dropped):,} dropped, {len(health.stale):,} stale flags, "
             f"{len(health.conflicts):,} conflicts")

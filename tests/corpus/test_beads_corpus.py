@@ -174,7 +174,8 @@ def test_record_shape(messy, isolated):
                  "role": "polecat", "actor": "mayor/", "assignee": "harbor/polecats/nux", "session": "sess-1",
                  "created_at": "2026-03-01T10:00:00Z", "closed_at": "2026-03-01T11:00:00Z",
                  "content_hash": content_hash(FLAKY_MESSAGES),
-                 "generated_by": "agent:harbor/polecats/nux"},
+                 "generated_by": "agent:harbor/polecats/nux",
+                 "weight": 1.0},  # the health check weights every kept record; agent text is not synthetic
     }
     assert "`hb`" in SYSTEM_HB
 
@@ -191,7 +192,7 @@ def test_mail_bead_is_a_gt_mail_send_record(messy, isolated):
         "meta": {"source": "mail", "location": str(messy / "issues.jsonl"), "bead_id": "hq-a8", "rig": "",
                  "role": "witness", "actor": "harbor/witness", "recipient": "mayor/", "session": "",
                  "created_at": "2026-03-01T10:00:00Z", "closed_at": "2026-03-01T11:00:00Z",
-                 "generated_by": "agent:harbor/witness", "content_hash": content_hash(messages)},
+                 "generated_by": "agent:harbor/witness", "content_hash": content_hash(messages), "weight": 1.0},
     }
 
 
@@ -394,19 +395,40 @@ def test_real_carolina_futons_backup(real, isolated):
     backup = real / "carolina-futons" / "backup"
     issues = backup / "issues.jsonl"
     m = build_corpus(spec(backup), home=isolated, quiet=True)
-    assert (m.records, m.rejected, m.source) == (222, 6001, "beads 21, mail 201")
-    assert read_manifest(m.path)["rejected_reasons"] == {
+    # 222 records are read; the health check then drops 11 near duplicates (1 bead, 10 mail)
+    assert (m.records, m.new_records, m.rejected, m.source) == (211, 222, 6012, "beads 20, mail 191")
+    manifest = read_manifest(m.path)
+    assert manifest["rejected_reasons"] == {
         "belongs to …, not an example": 4948, "ephemeral": 803, "status is 'open', not closed": 193,
         "plumbing bead": 40, "config rows are not examples": 13, "close reason too short": 3,
-        f"duplicate of a record from {issues}": 1}
+        f"duplicate of a record from {issues}": 1,
+        "near duplicate of …": 11}
+    assert manifest["health"]["dropped"] == 11
+    assert manifest["accounting"][str(issues)] == {"lines": 1262, "used": 211, "rejected": 1051}
     rows = {r["id"]: r for r in map(json.loads, issues.read_text().splitlines())}
     mail = {json.loads(line)["issue_id"] for line in (backup / "labels.jsonl").read_text().splitlines()
             if json.loads(line)["label"] == "gt:message"}
-    assert len(mail) == 202  # 201 records and one mail identical to another
+    assert len(mail) == 202  # 191 records, one mail identical to another, 10 near duplicates of others
     records = records_of(m)
+    by_hash = {r["meta"]["content_hash"]: r for r in records}
     beads = [r for r in records if r["meta"]["source"] == "beads"]
     mails = [r for r in records if r["meta"]["source"] == "mail"]
-    assert (len(beads), len(mails)) == (21, 201)
+    assert (len(beads), len(mails)) == (20, 191)
+    # each dropped bead is rejected under its id as a near duplicate of a record that was kept, and
+    # is one in fact: the same title as the kept one (a directive mailed to several people, a digest)
+    near = {}
+    for r in read_jsonl(m.path / "rejected.jsonl"):
+        if r["where"].startswith(f"{issues}#") and "near duplicate" in r["reason"]:
+            found = re.fullmatch(r"near duplicate \(estimated ≥ 85% alike\) of `[^`#]+#([^`]+)`", r["reason"])
+            assert found, r
+            near[r["where"].split("#", 1)[1]] = found.group(1)
+    assert sorted(near) == ["hq-t9lkz", "hq-wisp-4l6xb", "hq-wisp-a0che", "hq-wisp-bph5x", "hq-wisp-ea2zc",
+                            "hq-wisp-eyzuc", "hq-wisp-fdg0", "hq-wisp-u9nh", "hq-wisp-yly29", "hq-wisp-z1eu1",
+                            "hq-wisp-zg6a6"]
+    assert all(rows[dropped]["title"] == rows[kept]["title"] for dropped, kept in near.items())
+    assert set(near.values()) <= {r["meta"]["bead_id"] for r in records}  # each twin is one the corpus keeps
+    assert not set(near) & {r["meta"]["bead_id"] for r in records}
+    assert sum(d in mail for d in near) == 10
     for r in records:
         meta, row = r["meta"], rows[r["meta"]["bead_id"]]
         assert [msg["role"] for msg in r["messages"]] == ["system", "user", "assistant"]
@@ -426,7 +448,7 @@ def test_real_carolina_futons_backup(real, isolated):
     assert sum(r["meta"]["bead_id"].startswith("hq-mol-") for r in beads) == 5
     assert {r["meta"]["generated_by"] for r in mails if not r["meta"]["generated_by"].startswith("agent:")} == {"human"}
     # the parent folder works too, through backup/issues.jsonl
-    assert build_corpus(spec(real / "carolina-futons"), home=isolated, quiet=True).records == 222
+    assert build_corpus(spec(real / "carolina-futons"), home=isolated, quiet=True).records == 211
 
 
 def test_real_immortan_backup_has_only_mail(real, isolated, tmp_path):
@@ -442,7 +464,7 @@ def test_real_immortan_backup_has_only_mail(real, isolated, tmp_path):
             "source": "mail", "location": str(issues), "bead_id": r["meta"]["bead_id"], "rig": "",
             "role": "deacon", "actor": "deacon/", "recipient": "mayor/", "session": "",
             "created_at": r["meta"]["created_at"], "closed_at": r["meta"]["closed_at"],
-            "generated_by": "agent:deacon/", "content_hash": ""}
+            "generated_by": "agent:deacon/", "content_hash": "", "weight": 1.0}
         assert r["messages"][0]["content"] == MAIL_SYSTEM.format(sender="deacon/")
         assert r["messages"][2]["content"].startswith("gt mail send mayor/ -s '[")
         assert r["messages"][2]["content"].endswith("--reason \"resolution\"\nBODY")

@@ -131,10 +131,19 @@ def test_every_line_of_the_real_fixtures_is_used_or_rejected_with_its_line(real,
         assert {int(x) for x in spots if not x.startswith("#")} <= set(lines), file
     assert by_file == {}  # no rejected line points at a file outside the inputs
     issues = carolina / "issues.jsonl"
-    # one bead repeats another's messages: read, then rejected as a duplicate under its id
-    assert accounting[str(issues)] == {"lines": 1262, "used": 222, "rejected": 1040}
-    assert [r for r in rejected if r["where"].startswith(f"{issues}#")] == [
-        {"where": f"{issues}#hq-wisp-bhiuf", "reason": f"duplicate of a record from {issues}"}]
+    # one bead repeats another's messages, and the health check finds 11 near duplicates: each is read,
+    # then rejected under its id (and counted rejected, not used)
+    assert accounting[str(issues)] == {"lines": 1262, "used": 211, "rejected": 1051}
+    under_id = [r for r in rejected if r["where"].startswith(f"{issues}#")]
+    assert under_id[0] == {"where": f"{issues}#hq-wisp-bhiuf", "reason": f"duplicate of a record from {issues}"}
+    assert sorted(r["where"].split("#", 1)[1] for r in under_id[1:]) == [
+        "hq-t9lkz", "hq-wisp-4l6xb", "hq-wisp-a0che", "hq-wisp-bph5x", "hq-wisp-ea2zc", "hq-wisp-eyzuc",
+        "hq-wisp-fdg0", "hq-wisp-u9nh", "hq-wisp-yly29", "hq-wisp-z1eu1", "hq-wisp-zg6a6"]
+    kept = {r["meta"].get("bead_id") for r in load_records(m.path)}
+    for r in under_id[1:]:
+        found = re.fullmatch(r"near duplicate \(estimated ≥ 85% alike\) of `[^`#]+#([^`]+)`", r["reason"])
+        assert found and found.group(1) in kept, r  # dropped in favour of a record the corpus keeps
+    assert manifest["health"]["dropped"] == 11
     # the feed's nudges carry their text in `reason`; repeated mail and nudges are duplicates, with their line
     feed = immortan / ".events.jsonl"
     assert accounting[str(feed)] == {"lines": 36, "used": 18, "rejected": 18}
@@ -142,7 +151,7 @@ def test_every_line_of_the_real_fixtures_is_used_or_rejected_with_its_line(real,
         str(feed)]) == [2, 13, 14, 15, 16, 20]
     assert accounting[str(immortan / ".beads" / "backup" / "issues.jsonl")] == {"lines": 2, "used": 2, "rejected": 0}
     assert accounting[str(transcripts / "edge_cases.jsonl")] == {"lines": 19, "used": 12, "rejected": 7}
-    assert manifest["counts"]["by_source"] == {"mail": 203, "beads": 21, "events": 18, "transcripts": 5}
+    assert manifest["counts"]["by_source"] == {"mail": 193, "beads": 20, "events": 18, "transcripts": 5}
 
 
 def test_a_duplicate_event_line_is_rejected_with_its_line_and_not_counted_as_used(tmp_path, isolated):
@@ -495,7 +504,14 @@ def test_the_sample_town_harvest(isolated):
     by_source = manifest["counts"]["by_source"]
     assert set(by_source) == {"beads", "mail", "events", "formulas", "transcripts"}
     assert (by_source["formulas"], by_source["transcripts"]) == (1, 3)
-    assert sum(by_source.values()) == m.records == m.new_records
+    # every record is new; the health check then drops one whose trained text repeats another's
+    assert manifest["health"]["dropped"] == 1
+    assert sum(by_source.values()) == m.records == m.new_records - 1 == 377
+    events = SAMPLE_TOWN / ".events.jsonl"
+    dropped = [r for r in read_jsonl(m.path / "rejected.jsonl")
+               if r["reason"].startswith(("exact duplicate", "near duplicate"))]
+    assert [r["where"] for r in dropped] == [f"{events}:142"]
+    assert re.fullmatch(rf"exact duplicate of `{re.escape(str(events))}:\d+`", dropped[0]["reason"])
     assert {"harbor", "lantern"} <= set(manifest["counts"]["by_rig"]) and "hb" not in manifest["counts"]["by_rig"]
     records = load_records(m.path)
     assert len({r["meta"]["content_hash"] for r in records}) == len(records)
@@ -507,6 +523,7 @@ def test_the_sample_town_harvest(isolated):
     by_file = rejected_lines(read_jsonl(m.path / "rejected.jsonl"))
     for file in [*sorted(SAMPLE_BACKUP.glob("*.jsonl")), SAMPLE_TOWN / ".events.jsonl"]:
         assert accounting[str(file)]["lines"] == len(nonblank_lines(file)), file
+        assert accounting[str(file)]["used"] + accounting[str(file)]["rejected"] == accounting[str(file)]["lines"], file
         assert len(set(by_file[str(file)])) == accounting[str(file)]["rejected"], file
 
 
@@ -524,7 +541,16 @@ def test_every_line_of_the_sample_transcripts_is_accounted_for(isolated):
 def test_output_folder_holds_three_files_and_no_partial(sample_copy, isolated):
     m = build_corpus(beads_spec(sample_copy), home=isolated, quiet=True)
     assert sorted(p.name for p in (isolated / "corpus").iterdir()) == [".state", m.id]
-    assert sorted(p.name for p in m.path.iterdir()) == ["manifest.json", "records.jsonl", "rejected.jsonl"]
+    # the corpus, its rejected lines and manifest, plus the health check's output: its findings, the report
+    # and its chart, and the full list behind a section the report cuts (35 stale flags > report.CAP)
+    assert sorted(p.name for p in m.path.iterdir()) == [
+        "composition.png", "health.json", "manifest.json", "records.jsonl", "rejected.jsonl", "report.md",
+        "stale.jsonl"]
+    health = json.loads((m.path / "health.json").read_text())
+    assert set(health) == {"dropped", "stale", "conflicts", "tokens"}
+    assert read_jsonl(m.path / "stale.jsonl") == health["stale"]
+    assert len(health["stale"]) == read_manifest(m.path)["health"]["stale"] == 35
+    assert (m.path / "composition.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_failed_write_leaves_nothing_behind(sample_copy, isolated, monkeypatch):

@@ -60,7 +60,7 @@ def test_duplicates_are_dropped_with_their_kept_twin():
         {"index": 2, "content_hash": a["meta"]["content_hash"], "kept": a["meta"]["content_hash"],
          "reason": "exact duplicate of record 0"},
         {"index": 3, "content_hash": records[3]["meta"]["content_hash"], "kept": a["meta"]["content_hash"],
-         "reason": "near duplicate (≥ 85% alike) of record 0"}]
+         "reason": "near duplicate (estimated ≥ 85% alike) of record 0"}]
 
 
 def test_a_formula_record_is_stale_when_the_formula_changed():

@@ -1,0 +1,533 @@
+"""Secret and PII redaction for corpus records: mandatory and fail-closed (DESIGN.md §1, "Secrets").
+
+Three layers, as gitleaks / detect-secrets / BigCode do (anchors.md §5):
+
+1. Provider rules: a regex per credential format (`github_token`, `aws_access_key_id`, …), plus
+   structural ones (`database_url_password`, `dotenv_assignment`, …) that replace only the value.
+2. Tokens of 20+ base64/hex characters: a blob that decodes to text is scanned again and replaced
+   whole when that text holds a secret (`base64_blob`, counted under the inner family) and kept
+   when it does not (encoded config or prose is data, not a credential); other tokens are
+   `high_entropy` when they look random, after filters for what Gas Town text is full of: UUIDs,
+   git SHAs and sha256 content hashes, bead ids, API object ids, `$VAR` references, paths,
+   identifiers and sequential strings.
+3. PII: email addresses, home-directory user names in paths, IP addresses.
+
+A hit becomes a typed placeholder (`<SECRET:github_token#1>`, `<PII:email#2>`) that stays the same
+for the same raw value throughout one record, so a tool call and its result still agree. Only
+counts leave this module; a record that cannot be fully scanned is dropped, never passed through.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..workspace import canonical_json
+
+META_FIELDS = ("actor", "assignee", "recipient", "cwd", "location")
+CONTEXT_CHARS = 120  # how far a rule's context word may be from its match
+DECODE_DEPTH = 2  # base64 inside base64 is followed this far
+KEEP_USERS = frozenset({"runner", "ubuntu", "user", "users", "root", "node", "vscode", "codespace", "linuxbrew",
+                        "shared", "circleci", "jenkins", "ec2-user", "admin", "docker", "git", "gitpod", "travis",
+                        "builder", "you", "me", "name", "username", "yourname", "your_name", "your-name", "x"})
+EMAIL_KEEP_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "ts", "py", "css", "json",
+                             "md", "txt", "html", "go", "rs", "toml", "yaml", "yml"})
+RESERVED_DOMAIN = re.compile(r"(?i)(?:.*\.)?(?:example(?:\.com|\.net|\.org)?|test|invalid|localhost)")
+DOC_NETS = tuple(ipaddress.ip_network(n) for n in
+                 ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+
+_PLACEHOLDER = re.compile(r"""(?ix)
+    [x*.#?_-]+ | 0+ | 1234\d* | \.\.\.
+  | your[\w-]* | %\w+% | [\w-]*(?:example|placeholder|changeme|change_me|change-me|redacted|dummy|sample)[\w-]*
+  | password | passwd | secret | token | none | null | nil | true | false | test | todo | tbd | foo | bar | foobar
+  | replace[_-]?me | undefined | empty | hidden""")
+
+
+def _placeholder(value: str) -> bool:
+    """True for values that stand in for a secret: `$VAR`, `${VAR}`, `<token>`, `changeme`, `sk-...`, code."""
+    value = value.strip()
+    if value.endswith(("...", "…")):
+        return True
+    value = value.rstrip(".:!?")
+    return (not value or value[0] in "$<{[" or any(c in value for c in "()[]{}")
+            or _PLACEHOLDER.fullmatch(value) is not None)
+
+
+_PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_WORD_SEGMENT = re.compile(r"[A-Za-z][a-z]+(?:[-_.]?[A-Za-z][a-z]+)*|\d+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_FIELD = re.compile(r"[a-z_]{1,24}")
+_ID_LIKE = re.compile(r"""(?x)
+    [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}   # UUID
+  | [0-9a-fA-F]{40} | [0-9a-fA-F]{64} | [0-9a-fA-F]{7,12}                        # git SHA, sha256, short SHA
+  | [a-z][a-z0-9]{0,9}(?:-[a-z0-9]{1,16})+                                       # bead ids and slugs: hq-wisp-9sw29
+  | (?:sha1|sha256|sha384|sha512)-[A-Za-z0-9+/]+=*                               # subresource integrity hashes
+  | (?:toolu|srvtoolu|msg|req|call|resp|run|asst|thread|batch)_[A-Za-z0-9]+ | chatcmpl-[A-Za-z0-9]+  # API object ids
+""")
+
+
+def _entropy(text: str) -> float:
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def _wordy(text: str) -> bool:
+    """Identifiers and words split into long pieces (`setupAccessibleDialog`); random strings into
+    pieces of about two characters, so the mean piece length tells them apart."""
+    pieces = _PIECE.findall(text)
+    return not pieces or sum(map(len, pieces)) / len(pieces) >= 3.5
+
+
+def _sequential(text: str) -> bool:
+    """`aaaa…`, `0123…`, `abcd…`, `abab…`: made by hand, not by a random generator."""
+    low = text.lower()
+    steps = sum(1 for a, b in zip(low, low[1:]) if ord(b) - ord(a) in (0, 1))
+    return steps >= len(low) / 2 or low in (low + low)[1:-1]
+
+
+def _random(text: str, threshold: float) -> bool:
+    """Looks generated: two character classes, not wordy or sequential, entropy over the limit.
+
+    Short strings cannot reach high entropy (at most log2(len) bits), so the limit eases below 32
+    characters; hex has a 16-letter alphabet (at most 4 bits) and gets one bit less, as in
+    detect-secrets (4.5 base64 / 3.0 hex).
+    """
+    classes = any(c.isupper() for c in text) + any(c.islower() for c in text) + any(c.isdigit() for c in text)
+    hex_only = _HEX.fullmatch(text) is not None  # words cannot hide in hex; its digit runs are long anyway
+    if classes < 2 or _sequential(text) or (not hex_only and _wordy(text)):
+        return False
+    limit = min(threshold, 0.85 * math.log2(len(text)))
+    return _entropy(text) >= (limit - 1.0 if hex_only else limit)
+
+
+def _not_random(text: str, start: int, end: int) -> bool:
+    value = text[start:end]
+    return _ID_LIKE.fullmatch(value) is not None or not _random(value, 3.0)
+
+
+def _placeholder_value(text: str, start: int, end: int) -> bool:
+    return _placeholder(text[start:end])
+
+
+def _inside_url(text: str, start: int, end: int) -> bool:
+    """`user:pass@host` in a URL is a credential (its own rules), not an email address."""
+    return "://" in re.split(r"[\s\"'<>]", text[max(0, start - 200):start])[-1]
+
+
+def _keep_email(text: str, start: int, end: int) -> bool:
+    local, _, domain = text[start:end].rpartition("@")
+    return (_inside_url(text, start, end) or local.lower() == "git" or local.lower().startswith(("noreply", "no-reply"))
+            or RESERVED_DOMAIN.fullmatch(domain) is not None or domain.rsplit(".", 1)[-1].lower() in EMAIL_KEEP_TLDS)
+
+
+def _keep_user(text: str, start: int, end: int) -> bool:
+    name = text[start:end]
+    return name.lower() in KEEP_USERS or _placeholder(name)
+
+
+def _keep_ip(text: str, start: int, end: int) -> bool:
+    """Loopback, unspecified, multicast, reserved and documentation addresses name no one."""
+    raw = text[start:end]
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return True
+    if ip.version == 6 and (sum(c in "0123456789abcdefABCDEF" for c in raw) < 5 or not any(c.isdigit() for c in raw)):
+        return True  # `dead::beef`, `x[1::2]`: code, not addresses
+    return (ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
+            or any(ip in net for net in DOC_NETS))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One detector regex. The replaced part is group `v` when the pattern has one, else the match."""
+
+    id: str
+    pattern: re.Pattern
+    hints: tuple[str, ...] = ()  # lowercase literals; the regex runs only on text holding one (as gitleaks)
+    keep: Callable[[str, int, int], bool] | None = None  # (text, start, end) → True to leave the hit alone
+    context: re.Pattern | None = None  # must occur within CONTEXT_CHARS of the hit
+    kind: str = "SECRET"
+
+
+def _rule(id_: str, pattern: str, hints=(), keep=None, context: str | None = None, kind="SECRET", flags=0) -> _Rule:
+    return _Rule(id_, re.compile(pattern, flags), tuple(hints), keep, re.compile(context) if context else None, kind)
+
+
+_B = r"(?<![A-Za-z0-9_-])"  # token start
+_E = r"(?![A-Za-z0-9_-])"  # token end
+_KEYWORD = (r"(?:password|passwd|pwd|secret|token|api[_-]?key|credentials?"
+            r"|(?:access|secret|private|signing|encryption|master|client|auth)[_-]?key)")
+_DB_SCHEMES = (r"postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|cockroachdb"
+               r"|clickhouse|oracle|jdbc:[a-z]+")
+_ENV_HINTS = ("key", "token", "secret", "pass", "pwd", "credential")
+
+# Specific formats first: where hits overlap, the earlier rule names the family.
+PROVIDER_RULES = (
+    _rule("private_key", r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END[A-Z0-9 ]{0,30}"
+          r"PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=\s:,-]|\\[nr])*)", ["private key"], flags=re.S),
+    _rule("jwt", _B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", ["eyj"]),
+    _rule("aws_access_key_id", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
+          ["akia", "asia", "abia", "acca"]),
+    _rule("aws_secret_access_key", r"(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*(?:[:=]|=>)\s*"
+          r"[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ["secret"]),
+    _rule("aws_secret_access_key", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", ["secret"],
+          keep=_not_random, context=r"(?i)aws.{0,20}secret|secret.?access.?key"),
+    _rule("github_token", r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
+          r"(?![A-Za-z0-9_])", ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
+    _rule("gitlab_token", _B + r"glpat-[A-Za-z0-9_-]{20,}", ["glpat-"]),
+    _rule("huggingface_token", r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9_])", ["hf_"]),
+    _rule("anthropic_key", _B + r"sk-ant-[A-Za-z0-9_-]{32,}", ["sk-ant-"]),
+    _rule("openai_key", _B + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}", ["sk-"], keep=_not_random),
+    _rule("slack_token", r"(?<![A-Za-z0-9])(?:xox[abposr]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
+          ["xox", "xapp-"]),
+    _rule("slack_webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v>[A-Za-z0-9_/-]{20,})",
+          ["hooks.slack.com"]),
+    _rule("stripe_key", r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", ["_live_", "_test_"]),
+    _rule("npm_token", r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])", ["npm_"]),
+    _rule("pypi_token", _B + r"pypi-AgE[A-Za-z0-9_-]{50,}", ["pypi-age"]),
+    _rule("google_api_key", _B + r"AIza[0-9A-Za-z_-]{35}" + _E, ["aiza"]),
+    _rule("sendgrid_key", _B + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + _E, ["sg."]),
+    _rule("twilio_key", r"(?<![A-Za-z0-9])(?:SK|AC)[0-9a-f]{32}(?![A-Za-z0-9])", ["twilio"], context=r"(?i)twilio"),
+    _rule("discord_bot_token", _B + r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}" + _E,
+          keep=_not_random),
+    _rule("telegram_bot_token", r"(?<![0-9])\d{8,10}:AA[A-Za-z0-9_-]{33}" + _E, [":aa"]),
+    # Structural rules: the credential is a part of a larger, otherwise useful string.
+    _rule("database_url_password", rf"(?i)\b(?:{_DB_SCHEMES})://[^\s:/@'\"<>]*:(?P<v>[^\s@/'\"<>]+)@", ["://"],
+          keep=_placeholder_value),
+    _rule("basic_auth_url", r"(?i)\b(?:https?|s?ftp|ssh|git|svn|wss?)://[^\s:/@'\"<>]+:(?P<v>[^\s@/'\"<>]+)@",
+          ["://"], keep=_placeholder_value),
+    _rule("authorization_header", r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|bot"
+          r"|digest|apikey)\s+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ["authorization"], keep=_placeholder_value),
+    _rule("authorization_header", r"(?i)\b(?:x-api-key|api-key|x-auth-token|private-token|x-access-token)[\"']?"
+          r"\s*:\s*[\"']?(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ["api-key", "auth-token", "private-token", "access-token"],
+          keep=_placeholder_value),
+    # `NAME=value` and `NAME="value"`: group q is the opening quote, if any, and decides what the value may hold.
+    _rule("dotenv_assignment", r"(?<![\w$])[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIALS?)"
+          r"\s*=\s*(?P<q>[\"'])?(?P<v>(?(q)[^\"'\n]+|[^\s\"'`;,&|#]+))", _ENV_HINTS, keep=_placeholder_value),
+    _rule("config_secret", rf"(?i){_KEYWORD}[\"']?\s*(?:[:=]|=>|:=)\s*[\"'](?P<v>[^\"'\n]{{3,}})[\"']", _ENV_HINTS,
+          keep=_placeholder_value),
+    _rule("config_secret", rf"(?i){_KEYWORD}=(?P<v>[^\s\"'&#;,)]{{3,}})", _ENV_HINTS, keep=_placeholder_value),
+    _rule("config_secret", rf"(?im)^[ \t-]*[\"']?[\w.-]*?{_KEYWORD}[\"']?[ \t]*:[ \t]+(?P<v>[^\s\"'#]\S{{2,}})[ \t]*$",
+          _ENV_HINTS, keep=_placeholder_value),
+    _rule("config_secret", r"(?i)(?<![\w-])--?(?:password|passwd|token|api-key|secret|client-secret)\s+"
+          r"(?P<v>[^\s\"'$<-][^\s\"']{2,})", _ENV_HINTS, keep=_placeholder_value),
+)
+
+PII_RULES = (
+    _rule("email", r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+          r"\.)+[A-Za-z]{2,24}(?![\w-])", ["@"], keep=_keep_email, kind="PII"),
+    _rule("home_user", r"/(?:home|Users)/(?P<v>[^/\s\\\"'`:<>$*]+)", ["/home/", "/users/"], keep=_keep_user,
+          kind="PII"),
+    _rule("home_user", r"[A-Za-z]:(?:\\\\|\\|/)Users(?:\\\\|\\|/)(?P<v>[^\\/\s\"'<>:]+)", ["users"],
+          keep=_keep_user, kind="PII"),
+    # Claude Code's project folders spell the workdir with dashes: `-home-alice-gt-harbor-witness`.
+    _rule("home_user", r"(?<![\w-])-(?:home|Users)-(?P<v>[A-Za-z0-9_.]+)(?=[-/\s\"']|$)", ["-home-", "-users-"],
+          keep=_keep_user, kind="PII"),
+    _rule("ip", r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+          r"(?!\w|\.\d)", ["."], keep=_keep_ip, kind="PII"),
+    _rule("ip", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])", [":"],
+          keep=_keep_ip, kind="PII"),
+)
+
+TOKEN_RULES = ("base64_blob", "high_entropy")
+_TOKEN = re.compile(r"(?:(?<=\\[nrt])|(?<![A-Za-z0-9+/_\\-]))[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
+RULE_IDS = tuple(dict.fromkeys(r.id for r in (*PROVIDER_RULES, *PII_RULES))) + TOKEN_RULES
+PII_IDS = frozenset(r.id for r in PII_RULES)
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionConfig:
+    """What the redactor skips and how hard it looks (`[redaction]` in config.toml).
+
+    Args:
+        disabled_rules: rule ids to switch off (see `Redactor.rules`), e.g. `{"email"}`.
+        allowlist: regexes; a hit whose whole text matches one is kept.
+        entropy_threshold: bits per character a token must reach to count as `high_entropy`.
+        max_record_chars: records with more characters in their strings are dropped unscanned.
+        pii: redact email addresses, home-directory user names and IP addresses.
+    """
+
+    disabled_rules: frozenset[str] = frozenset()
+    allowlist: tuple[str, ...] = ()
+    entropy_threshold: float = 4.0
+    max_record_chars: int = 2_000_000
+    pii: bool = True
+
+    def __post_init__(self):
+        unknown = sorted(set(self.disabled_rules) - set(RULE_IDS))
+        if unknown:
+            raise ValueError(f"unknown rule id(s) in `disabled_rules`: {', '.join(unknown)} "
+                             f"(known: {', '.join(RULE_IDS)})")
+        for pattern in self.allowlist:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"`allowlist` entry {pattern!r} is not a valid regex: {exc}") from exc
+        if not self.entropy_threshold > 0:
+            raise ValueError(f"`entropy_threshold` must be above 0, got {self.entropy_threshold}")
+        if self.max_record_chars < 1:
+            raise ValueError(f"`max_record_chars` must be at least 1, got {self.max_record_chars}")
+
+
+class PlaceholderScope:
+    """Raw value → placeholder for one record: the same value always gets the same `<SECRET:family#n>`.
+
+    It holds raw values in memory only; its repr shows counts, never values.
+    """
+
+    __slots__ = ("_by_raw", "_issued")
+
+    def __init__(self):
+        self._by_raw: dict[str, str] = {}
+        self._issued: Counter = Counter()
+
+    def placeholder(self, kind: str, family: str, raw: str) -> str:
+        found = self._by_raw.get(raw)
+        if found is None:
+            self._issued[family] += 1
+            found = self._by_raw[raw] = f"<{kind}:{family}#{self._issued[family]}>"
+        return found
+
+    def __repr__(self) -> str:
+        return f"PlaceholderScope({dict(self._issued)})"
+
+
+class _Unscannable(Exception):
+    """A value the detectors cannot read; its message names where, never what."""
+
+
+@dataclass(slots=True)
+class _Span:
+    start: int
+    end: int
+    rank: int  # lower wins the family when spans overlap
+    family: str
+    kind: str
+
+
+class Redactor:
+    """Finds secrets and PII in records and replaces them with placeholders (see the module docstring)."""
+
+    def __init__(self, config: RedactionConfig = RedactionConfig()):
+        self.config = config
+        off = set(config.disabled_rules) | (PII_IDS if not config.pii else set())
+        self._rules = tuple(r for r in (*PROVIDER_RULES, *PII_RULES) if r.id not in off)
+        self._base64 = "base64_blob" not in off
+        self._entropy = "high_entropy" not in off
+        self._allow = tuple(re.compile(p) for p in config.allowlist)
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """Every rule id, enabled or not."""
+        return RULE_IDS
+
+    def redact_record(self, record: dict) -> tuple[dict | None, dict[str, int], str]:
+        """A redacted copy of a canonical record, with counts per rule family.
+
+        Scans message content, tool-call arguments (as JSON when they parse), tool results, `tools`
+        and the meta fields that hold names or paths (`META_FIELDS`). One `PlaceholderScope` covers
+        the record. `meta.content_hash` is recomputed so it still covers what is stored.
+
+        Returns:
+            (record, counts, "") or, when any part cannot be scanned (too large, not valid UTF-8, a
+            detector failed), (None, {}, reason); the reason names where, never a value.
+        """
+        try:
+            size = _chars(record, "record")
+            if size > self.config.max_record_chars:
+                return None, {}, (f"record has {size:,} characters, over `max_record_chars` "
+                                  f"({self.config.max_record_chars:,}); dropped unscanned")
+            scope, counts = PlaceholderScope(), Counter()
+            out = dict(record)
+            if "messages" in record:
+                out["messages"] = [self._message(m, scope, counts) for m in record["messages"] or []]
+            if "tools" in record:
+                out["tools"] = self._walk(record["tools"], scope, counts)
+            meta = dict(record.get("meta") or {})
+            for key in META_FIELDS:
+                if isinstance(meta.get(key), str):
+                    meta[key] = self._scan(meta[key], scope, counts)
+            if "content_hash" in meta:
+                body = canonical_json({"messages": out.get("messages", []), "tools": out.get("tools", [])})
+                meta["content_hash"] = f"sha256:{hashlib.sha256(body.encode('utf-8')).hexdigest()}"
+            out["meta"] = meta
+        except _Unscannable as exc:
+            return None, {}, str(exc)
+        except Exception as exc:  # fail closed: a detector bug must not let the record through
+            return None, {}, f"a detector failed ({type(exc).__name__}); record dropped unscanned"
+        return out, dict(counts), ""
+
+    def redact_text(self, text: str, scope: PlaceholderScope) -> tuple[str, Counter]:
+        """`text` with every hit replaced, and the count of replacements per family."""
+        counts: Counter = Counter()
+        return self._scan(text, scope, counts), counts
+
+    # -- record walk ---------------------------------------------------------------------------
+
+    def _message(self, message: dict, scope: PlaceholderScope, counts: Counter) -> dict:
+        out = dict(message)
+        for key, value in message.items():
+            if key == "tool_calls":
+                out[key] = [self._tool_call(call, scope, counts) for call in value or []]
+            elif key not in ("role", "tool_call_id", "name"):
+                out[key] = self._walk(value, scope, counts)
+        return out
+
+    def _tool_call(self, call: dict, scope: PlaceholderScope, counts: Counter) -> dict:
+        function = dict(call.get("function") or {})
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments)
+            except json.JSONDecodeError:
+                function["arguments"] = self._scan(arguments, scope, counts)
+            else:
+                function["arguments"] = json.dumps(self._walk(parsed, scope, counts), sort_keys=True)
+        elif arguments is not None:
+            function["arguments"] = self._walk(arguments, scope, counts)
+        return {**call, "function": function} if "function" in call else call
+
+    def _walk(self, value, scope: PlaceholderScope, counts: Counter):
+        """Strings anywhere inside; a dict value is scanned after its key, so `"password": "…"` keeps context."""
+        if isinstance(value, str):
+            return self._scan(value, scope, counts)
+        if isinstance(value, list):
+            return [self._walk(v, scope, counts) for v in value]
+        if isinstance(value, dict):
+            return {k: (self._scan(v, scope, counts, key=str(k)) if isinstance(v, str) else self._walk(v, scope, counts))
+                    for k, v in value.items()}
+        return value
+
+    # -- detection -----------------------------------------------------------------------------
+
+    def _scan(self, text: str, scope: PlaceholderScope, counts: Counter, key: str | None = None) -> str:
+        if key is None:
+            spans = self._spans(text, 0)
+        else:  # scan `"key": "value"`, keep what falls in the value
+            prefix = f'"{key}": "'
+            shift = len(prefix)
+            spans = [_Span(max(s.start - shift, 0), min(s.end - shift, len(text)), s.rank, s.family, s.kind)
+                     for s in self._spans(f'{prefix}{text}"', 0) if s.end > shift and s.start < shift + len(text)]
+        if not spans:
+            return text
+        spans.sort(key=lambda s: s.start)
+        merged = [spans[0]]
+        for span in spans[1:]:  # overlapping hits become one; the best-ranked names it
+            last = merged[-1]
+            if span.start < last.end:
+                last.end = max(last.end, span.end)
+                if span.rank < last.rank:
+                    last.rank, last.family, last.kind = span.rank, span.family, span.kind
+            else:
+                merged.append(span)
+        parts, pos = [], 0
+        for span in merged:
+            parts += [text[pos:span.start], scope.placeholder(span.kind, span.family, text[span.start:span.end])]
+            counts[span.family] += 1
+            pos = span.end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def _spans(self, text: str, depth: int) -> list[_Span]:
+        low = text.lower()
+        spans = []
+        for rank, rule in enumerate(self._rules):
+            if rule.hints and not any(h in low for h in rule.hints):
+                continue
+            for m in rule.pattern.finditer(text):
+                start, end = m.span("v") if "v" in rule.pattern.groupindex else m.span()
+                if start < 0 or start == end or self._allowed(text[start:end]):
+                    continue
+                if rule.keep and rule.keep(text, start, end):
+                    continue
+                if rule.context and not rule.context.search(
+                        text, max(0, start - CONTEXT_CHARS), min(len(text), end + CONTEXT_CHARS)):
+                    continue
+                spans.append(_Span(start, end, rank, rule.id, rule.kind))
+        if self._base64 or self._entropy:
+            spans += self._token_spans(text, depth)
+        return spans
+
+    def _token_spans(self, text: str, depth: int) -> list[_Span]:
+        """Layer 2. A run holding `/` is a path when words and ids fill 40% of it; then each segment
+        is judged alone (so a sha256 in a cache path stays), otherwise the run is one blob."""
+        spans = []
+        for m in _TOKEN.finditer(text):
+            run, start = m.group(), m.start()
+            if text[max(0, start - 2):start].endswith(("$", "${")):
+                continue  # `$VAR` / `${VAR}` reference
+            parts = [(run, start)]
+            if "/" in run and "+" not in run and not run.endswith("="):
+                segments = run.split("/")
+                if sum(len(s) for s in segments if _WORD_SEGMENT.fullmatch(s) or _ID_LIKE.fullmatch(s)) >= 0.4 * len(run):
+                    parts, offset = [], start
+                    for segment in segments:
+                        if len(segment) >= 20:
+                            parts.append((segment, offset))
+                        offset += len(segment) + 1
+            for token, offset in parts:
+                found = self._judge(token, depth)
+                if found and not self._allowed(token):
+                    spans.append(_Span(offset, offset + len(token), *found))
+        return spans
+
+    def _judge(self, token: str, depth: int) -> tuple[int, str, str] | None:
+        """(rank, family, kind) for one token, or None to keep it. A blob takes its best inner hit's
+        rank and family, so `password: <base64 of ghp_…>` counts as `github_token`."""
+        if sum(c.isalnum() for c in token) < 16 or _ID_LIKE.fullmatch(token):
+            return None
+        decoded = _decode_text(token) if self._base64 and depth < DECODE_DEPTH else None
+        if decoded is not None:
+            inner = self._spans(decoded, depth + 1)
+            if not inner:
+                return None  # encoded text without secrets: data, kept
+            best = min(inner, key=lambda s: s.rank)
+            return best.rank, best.family, best.kind
+        if self._entropy and _random(token, self.config.entropy_threshold):
+            return len(self._rules) + 1, "high_entropy", "SECRET"
+        return None
+
+    def _allowed(self, raw: str) -> bool:
+        return any(p.fullmatch(raw) for p in self._allow)
+
+
+def _decode_text(token: str) -> str | None:
+    """The text a base64 token encodes, or None when it is not base64 of printable UTF-8."""
+    altchars = b"-_" if ("-" in token or "_" in token) else None
+    body = token.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=altchars, validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    if len(decoded) < 8 or not decoded.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+        return None
+    return decoded
+
+
+def _chars(value, where: str) -> int:
+    """Characters in every string of a record; raises `_Unscannable` on bytes or invalid UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Unscannable(f"{where} is not valid UTF-8 (lone surrogate); record dropped unscanned") from None
+        return len(value)
+    if isinstance(value, dict):  # only plain field names go into `where`: a key could be a secret
+        return sum(_chars(k, where) + _chars(v, f"{where}.{k if _FIELD.fullmatch(str(k)) else '?'}")
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_chars(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, (bytes, bytearray)):
+        raise _Unscannable(f"{where} holds bytes, not text; record dropped unscanned")
+    return 0
