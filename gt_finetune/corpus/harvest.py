@@ -29,6 +29,7 @@ from .forget import load_rules
 from .health import HealthConfig, HealthReport, assess, formula_hash
 from .report import write_report
 from .records import Rejected
+from .redact import PlaceholderScope, RedactionConfig, Redactor
 from .sources import beads_jsonl, beads_sql, events, formulas, role_context, store_beads, transcripts
 from .sources.context import HarvestContext
 
@@ -135,6 +136,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
                    "by_source": _count(everything, "source"), "by_rig": _count(everything, "rig"),
                    "by_role": _count(everything, "role")},
         "rejected_reasons": dict(Counter(_reason_kind(r.reason) for r in rejected).most_common()),
+        "redaction": dict(sorted(harvest.redaction.items())),
         "health": {"dropped": len(health.dropped), "stale": len(health.stale), "conflicts": len(health.conflicts),
                    "tokens": health.tokens, "gate": health.gate(config)},
         "accounting": harvest.accounting, "fingerprint": fingerprint(spec, town)}
@@ -159,9 +161,13 @@ class _Harvest:
     accounting: dict = field(default_factory=dict)
     bead_ids: set = field(default_factory=set)
 
-    def reject(self, record: dict, reason: str) -> None:
-        """A line that became a record and was then filtered or dropped: rejected after all."""
-        where = record["meta"].get("location", "")
+    redaction: Counter = field(default_factory=Counter)  # replacements per rule family
+
+    def reject(self, record: dict, reason: str, raw_location: str | None = None) -> None:
+        """A line that became a record and was then filtered or dropped: rejected after all.
+
+        `raw_location` is the file as the accounting knows it, before redaction touched the path."""
+        where = raw_location if raw_location is not None else record["meta"].get("location", "")
         self.rejected.append(Rejected(_where(record), reason))
         if where in self.accounting:
             entry = self.accounting[where]
@@ -186,22 +192,35 @@ def _where(record: dict) -> str:
 def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, store, quiet: bool) -> _Harvest:
     """Read every input; filter (scope, dates, forget rules) and drop exact duplicates as it goes."""
     out, rules, by_hash, progress = _Harvest(), load_rules(home), {}, _Progress(quiet)
+    redactor = Redactor(load_section(home, "redaction", RedactionConfig))
+
+    def scrub(text: str) -> str:
+        return redactor.redact_text(text, PlaceholderScope())[0]
+
     for kind, location in spec.inputs:
         ctx = HarvestContext(town=town, min_reason_chars=spec.min_reason_chars, progress=progress.add, store=store,
                              state=state["sources"].setdefault(f"{kind}:{location}", {}), bead_ids=out.bead_ids)
         pending = []
         try:
             for item in SOURCES[kind](location, ctx):
-                if isinstance(item, Rejected):
-                    out.rejected.append(item)
+                if isinstance(item, Rejected):  # where and why can quote what was read: scrub them too
+                    out.rejected.append(Rejected(scrub(item.where), scrub(item.reason)))
                     continue
+                raw_location = item["meta"].get("location", location)
+                redacted, counts, why = redactor.redact_record(item)
+                if redacted is None:  # fail closed: what cannot be scanned never goes on
+                    pending.append(({"meta": {**item["meta"], "location": scrub(raw_location)}},
+                                    f"cannot be scanned: {why}", raw_location))
+                    continue
+                item = redacted
+                out.redaction.update(counts)
                 _name_rig(item, town)
                 reason = _filtered_out(item, spec, town) or next(
                     (f"forgotten ({rule.describe()})" for rule in rules if rule.matches(item)), None)
                 if reason is None and item["meta"]["content_hash"] in by_hash:
                     reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"
                 if reason:
-                    pending.append((item, reason))
+                    pending.append((item, reason, raw_location))
                     continue
                 by_hash[item["meta"]["content_hash"]] = item["meta"].get("location", location)
                 out.records.append(item)
@@ -210,8 +229,8 @@ def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, st
             raise InputError(f"corpus input `{kind}:{location}` does not exist ({missing})",
                              hint="check the path; `gt-finetune corpus build --help` lists the inputs") from exc
         out.accounting.update(ctx.accounting)
-        for item, reason in pending:
-            out.reject(item, reason)
+        for item, reason, raw_location in pending:
+            out.reject(item, reason, raw_location)
     progress.done()
     return out
 

@@ -470,10 +470,11 @@ def test_real_immortan_backup_has_only_mail(real, isolated, tmp_path):
         assert r["messages"][2]["content"].endswith("--reason \"resolution\"\nBODY")
     assert records[0]["messages"][2]["content"].split(" --stdin")[0] == (
         "gt mail send mayor/ -s '[HIGH] Zombie Dolt server persists: immortan rig running its own dolt sql-server "
-        "at port 3307 (config: /Users/ktaniguchi/Development/immortan/.dolt-data/config.yaml). Detected as zombie "
+        "at port 3307 (config: /Users/<PII:home_user#1>/Development/immortan/.dolt-data/config.yaml). Detected as zombie "
         "PID 92156 (since Mar 6), killed with SIGQUIT, immediately respawned as PID 56820. gt health --json reports "
         "zombie_count: 1 every cycle. Main workspace Dolt runs on port 3308. immortan Witness is stopped. "
-        "Goroutine dump captured.'")
+        "Goroutine dump captured.'")  # the operator's home-directory name is PII: redacted
+    assert read_manifest(m.path)["redaction"].get("home_user", 0) >= 1
     rejected = read_jsonl(m.path / "rejected.jsonl")
     config = town / ".beads" / "backup" / "config.jsonl"
     assert rejected == [{"where": f"{config}:{n}", "reason": "config rows are not examples"} for n in range(1, 15)]
