@@ -75,7 +75,8 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
             dropped.append({"id": rid, "reason": example})
             continue
         group = meta.get("session") or rid
-        examples.append({"id": rid, "group": group, **example, "messages": messages})
+        examples.append({"id": rid, "group": group, **example, "messages": messages,
+                         "weight": float(meta.get("weight", 1.0))})
     train, held_out = split_by_group(examples, eval_fraction=spec.eval_fraction, seed=spec.seed)
     if not train or not held_out:
         raise InputError(f"{len(examples)} usable examples in corpus {corpus_dir.name}: too few to train and hold some out",

@@ -107,12 +107,11 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
         batches = [_batch([examples[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id, device)
                    for k in range(spec.grad_accum)]
         n_trained = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
+        weight_sum = sum(float(((b["labels"] != IGNORE) * b["weights"][:, None]).sum()) for b in batches)
         loss_sum = 0.0
         for b in batches:
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)).float(), b["labels"][:, 1:].reshape(-1),
-                ignore_index=IGNORE, reduction="sum") / max(n_trained, 1)
+            loss = weighted_loss(logits, b["labels"], b["weights"], weight_sum)
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -141,6 +140,17 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
     return _manifest_of(out)
 
 
+def weighted_loss(logits, labels, weights, weight_sum: float):
+    """Next-token loss where each example's trained tokens count by its weight (model-written text is
+    down-weighted by the corpus health step), divided by the weighted token count of the whole
+    accumulated step — so the loss is the same however the step is split into micro-batches."""
+    import torch
+
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+                                                  ignore_index=IGNORE, reduction="none")
+    return (per_token * weights[:, None]).sum() / max(weight_sum, 1e-8)
+
+
 def _data_order(n: int, spec: TrainSpec) -> list[list[int]]:
     """Micro-batches of example indices, reshuffled each epoch from the seed: a pure function of
     the spec, so a resumed run sees exactly the batches the uninterrupted run would have."""
@@ -167,13 +177,15 @@ def _batch(rows: list[dict], pad_id: int, device: str) -> dict:
     width = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         n = len(r["input_ids"])
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device),
+            "weights": weights.to(device)}
 
 
 def _pad_id(model_dir: Path) -> int:
