@@ -385,6 +385,18 @@ def corpus_report(corpus_id, home, town):
     click.echo(f"chart:  {path / 'composition.png'}")
 
 
+@corpus.command(name="rules")
+@common
+def corpus_rules(home, town):
+    """List the redaction rules and whether `<home>/config.toml` switches any off."""
+    from .config import load_section
+    from .corpus.redact import RedactionConfig, Redactor
+
+    config = load_section(session_for(home, town, quiet=True).home, "redaction", RedactionConfig)
+    for rule in Redactor(config).rules:
+        click.echo(f"{rule}\t{'off' if rule in config.disabled_rules else 'on'}")
+
+
 @corpus.command(name="forget")
 @click.option("--match", default="", metavar="REGEX", help="Records whose messages or provenance match.")
 @click.option("--session", default="", metavar="ID", help="Records of this agent session.")

@@ -72,3 +72,16 @@ def test_town_env_pointing_nowhere_is_explained(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("GT_TOWN_ROOT", str(tmp_path))
     code, _, err = run(capsys, "list")
     assert code == 1 and "GT_TOWN_ROOT points at" in err
+
+
+def test_every_command_opens_a_store_made_by_another(isolated):
+    """The engine (doltlite or sqlite3) is chosen when the package loads, so no command path can load
+    sqlite3 first and then fail to open a doltlite store made by an earlier command."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GT_FINETUNE_HOME": str(isolated)}
+    for argv in (["list"], ["corpus", "rules"], ["corpus", "list"], ["status", "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "gt_finetune", *argv], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, (argv, proc.stderr[-500:])
