@@ -40,38 +40,38 @@ KEEP_USERS = frozenset({"runner", "ubuntu", "user", "users", "root", "node", "vs
 EMAIL_KEEP_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "ts", "py", "css", "json",
                              "md", "txt", "html", "go", "rs", "toml", "yaml", "yml"})
 RESERVED_DOMAIN = re.compile(r"(?i)(?:.*\.)?(?:example(?:\.com|\.net|\.org)?|test|invalid|localhost)")
+DB_SCHEMES = frozenset({"postgres", "postgresql", "mysql", "mariadb", "mongodb", "mongodb+srv", "redis", "rediss",
+                        "amqp", "amqps", "mssql", "sqlserver", "cockroachdb", "clickhouse", "oracle"})
 DOC_NETS = tuple(ipaddress.ip_network(n) for n in
                  ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
 
 _PLACEHOLDER = re.compile(r"""(?ix)
-    [x*.#?_-]+ | 0+ | 1234\d* | \.\.\.
-  | your[\w-]* | %\w+% | [\w-]*(?:example|placeholder|changeme|change_me|change-me|redacted|dummy|sample)[\w-]*
+    [x*.#?_-]+ | \d{1,8} | \.\.\. | %\w+% | your[\w-]*
+  | [\w-]*(?:example|placeholder|changeme|change_me|change-me|redacted|dummy|sample)[\w-]*
   | password | passwd | secret | token | none | null | nil | true | false | test | todo | tbd | foo | bar | foobar
-  | replace[_-]?me | undefined | empty | hidden""")
-
-
-def _placeholder(value: str) -> bool:
-    """True for values that stand in for a secret: `$VAR`, `${VAR}`, `<token>`, `changeme`, `sk-...`, code."""
-    value = value.strip()
-    if value.endswith(("...", "…")):
-        return True
-    value = value.rstrip(".:!?")
-    return (not value or value[0] in "$<{[" or any(c in value for c in "()[]{}")
-            or _PLACEHOLDER.fullmatch(value) is not None)
-
-
+  | replace[_-]?me | undefined | empty | hidden | value
+  | str | string | int | bool | bytes | any | optional                            # type annotations: `password: str`
+  | [a-z_]\w*(?:\.[a-z_]\w*)+                                                    # code: self.password, os.environ.get
+  | (?-i:[a-z0-9_]*?(?:password|passwd|pwd|secret|token|key|credentials?)[a-z0-9_]*)  # a variable: api_token""")
+# Words only, one of them naming what the value is: a label (`X-Xet-Access-Token`), not the secret.
+_LABEL = re.compile(r"(?i)(?=.*\b(?:token|key|secret|password|auth)\b)[a-z]+(?:[-_ .:][a-z]+)*")
 _PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _WORD_SEGMENT = re.compile(r"[A-Za-z][a-z]+(?:[-_.]?[A-Za-z][a-z]+)*|\d+")
+_WORD = re.compile(r"[A-Za-z][a-z]{4,}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*$")
 _FIELD = re.compile(r"[a-z_]{1,24}")
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _ID_LIKE = re.compile(r"""(?x)
     [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}   # UUID
-  | [0-9a-fA-F]{40} | [0-9a-fA-F]{64} | [0-9a-fA-F]{7,12}                        # git SHA, sha256, short SHA
+  | [0-9a-fA-F]{40} | [0-9a-fA-F]{64} | [0-9a-fA-F]{7,12} | [0-9a-f]{24}          # SHAs, sha256, ObjectId
   | [a-z][a-z0-9]{0,9}(?:-[a-z0-9]{1,16})+                                       # bead ids and slugs: hq-wisp-9sw29
   | (?:sha1|sha256|sha384|sha512)-[A-Za-z0-9+/]+=*                               # subresource integrity hashes
   | (?:toolu|srvtoolu|msg|req|call|resp|run|asst|thread|batch)_[A-Za-z0-9]+ | chatcmpl-[A-Za-z0-9]+  # API object ids
 """)
 
+
+# -- is it random? -------------------------------------------------------------------------------
 
 def _entropy(text: str) -> float:
     n = len(text)
@@ -80,9 +80,11 @@ def _entropy(text: str) -> float:
 
 def _wordy(text: str) -> bool:
     """Identifiers and words split into long pieces (`setupAccessibleDialog`); random strings into
-    pieces of about two characters, so the mean piece length tells them apart."""
+    pieces of about two characters, so the mean piece length tells them apart. CamelCase splits
+    finer (`FalAITextToVideoTask`), so mixed case gets a lower bar."""
     pieces = _PIECE.findall(text)
-    return not pieces or sum(map(len, pieces)) / len(pieces) >= 3.5
+    mixed = text.lower() != text and text.upper() != text
+    return not pieces or sum(map(len, pieces)) / len(pieces) >= (3.0 if mixed else 3.5)
 
 
 def _sequential(text: str) -> bool:
@@ -96,53 +98,76 @@ def _random(text: str, threshold: float) -> bool:
     """Looks generated: two character classes, not wordy or sequential, entropy over the limit.
 
     Short strings cannot reach high entropy (at most log2(len) bits), so the limit eases below 32
-    characters; hex has a 16-letter alphabet (at most 4 bits) and gets one bit less, as in
-    detect-secrets (4.5 base64 / 3.0 hex).
+    characters. Smaller alphabets lower it too: hex (16 symbols) by one bit, as in detect-secrets
+    (4.5 base64 / 3.0 hex), one letter case plus digits (36) by half a bit.
     """
-    classes = any(c.isupper() for c in text) + any(c.islower() for c in text) + any(c.isdigit() for c in text)
+    upper, lower = text.lower() != text, text.upper() != text
     hex_only = _HEX.fullmatch(text) is not None  # words cannot hide in hex; its digit runs are long anyway
-    if classes < 2 or _sequential(text) or (not hex_only and _wordy(text)):
+    if upper + lower + any(map(str.isdigit, text)) < 2:
         return False
-    limit = min(threshold, 0.85 * math.log2(len(text)))
-    return _entropy(text) >= (limit - 1.0 if hex_only else limit)
+    limit = min(threshold, 0.85 * math.log2(len(text))) - (1.0 if hex_only else 0.0 if upper and lower else 0.5)
+    return _entropy(text) >= limit and not _sequential(text) and (hex_only or not _wordy(text))
 
 
-def _not_random(text: str, start: int, end: int) -> bool:
-    value = text[start:end]
+def _random_token(token: str, threshold: float) -> bool:
+    """`_random`, and no word of 5+ letters after a separator: `SmolLM2-135M-Instruct` is a name, while
+    a word before the first one is a secret's prefix (`whsec_…`)."""
+    return _random(token, threshold) and not any(_WORD.fullmatch(part) for part in re.split(r"[-_/]", token)[1:])
+
+
+# -- keep filters: (value, text, start) → True leaves a hit alone ---------------------------------
+
+def _placeholder(value: str, text: str = "", start: int = 0) -> bool:
+    """Values that stand in for a secret: `$VAR`, `${VAR}`, `<token>`, `changeme`, `sk-...`, code, prose."""
+    value = value.strip()
+    if value.endswith(("...", "…")) or "***" in value or len(value.split()) >= 5:  # elided, masked, prose
+        return True
+    value = value.strip("`").rstrip(".,;:!?")
+    return (not value or value[0] in "$<{[" or any(c in value for c in "()[]{}")
+            or _PLACEHOLDER.fullmatch(value) is not None or _LABEL.fullmatch(value) is not None)
+
+
+def _placeholder_or_word(value: str, text: str, start: int) -> bool:
+    """Unquoted values after `password:` or `--password` are often words or type names in prose and
+    code: `--password options`, `token: TextGenerationOutputToken`."""
+    return _placeholder(value) or value.isalpha() and (value.islower() or _wordy(value))
+
+
+def _not_random(value: str, text: str, start: int) -> bool:
     return _ID_LIKE.fullmatch(value) is not None or not _random(value, 3.0)
 
 
-def _placeholder_value(text: str, start: int, end: int) -> bool:
-    return _placeholder(text[start:end])
+def _keep_password(database: bool):
+    """`scheme://user:password@host`: database schemes make `database_url_password`, others `basic_auth_url`."""
+    def keep(value: str, text: str, start: int) -> bool:
+        at = text.rfind("://", 0, start)
+        scheme = _SCHEME.search(text, max(0, at - 30), at)
+        return ((scheme.group().lower() if scheme else "") in DB_SCHEMES) != database or _placeholder(value)
+    return keep
 
 
-def _inside_url(text: str, start: int, end: int) -> bool:
-    """`user:pass@host` in a URL is a credential (its own rules), not an email address."""
-    return "://" in re.split(r"[\s\"'<>]", text[max(0, start - 200):start])[-1]
+def _keep_email(value: str, text: str, start: int) -> bool:
+    """Bots, reserved domains and `icon@2x.png` are no one; `user:pass@host` in a URL is a password."""
+    local, _, domain = value.lower().rpartition("@")
+    in_url = "://" in re.split(r"[\s\"'<>]", text[max(0, start - 200):start])[-1]
+    return (in_url or local == "git" or local.startswith(("noreply", "no-reply"))
+            or RESERVED_DOMAIN.fullmatch(domain) is not None or domain.rsplit(".", 1)[-1] in EMAIL_KEEP_TLDS)
 
 
-def _keep_email(text: str, start: int, end: int) -> bool:
-    local, _, domain = text[start:end].rpartition("@")
-    return (_inside_url(text, start, end) or local.lower() == "git" or local.lower().startswith(("noreply", "no-reply"))
-            or RESERVED_DOMAIN.fullmatch(domain) is not None or domain.rsplit(".", 1)[-1].lower() in EMAIL_KEEP_TLDS)
+def _keep_user(value: str, text: str, start: int) -> bool:
+    return value.lower() in KEEP_USERS or _placeholder(value)
 
 
-def _keep_user(text: str, start: int, end: int) -> bool:
-    name = text[start:end]
-    return name.lower() in KEEP_USERS or _placeholder(name)
-
-
-def _keep_ip(text: str, start: int, end: int) -> bool:
-    """Loopback, unspecified, multicast, reserved and documentation addresses name no one."""
-    raw = text[start:end]
+def _keep_ip(value: str, text: str, start: int) -> bool:
+    """Loopback, unspecified (`0.x`), multicast, reserved and documentation addresses name no one."""
     try:
-        ip = ipaddress.ip_address(raw)
+        ip = ipaddress.ip_address(value)
     except ValueError:
         return True
-    if ip.version == 6 and (sum(c in "0123456789abcdefABCDEF" for c in raw) < 5 or not any(c.isdigit() for c in raw)):
+    if ip.version == 6 and (sum(c in "0123456789abcdefABCDEF" for c in value) < 5 or not any(map(str.isdigit, value))):
         return True  # `dead::beef`, `x[1::2]`: code, not addresses
     return (ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
-            or any(ip in net for net in DOC_NETS))
+            or value.startswith("0.") or any(ip in net for net in DOC_NETS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,22 +177,25 @@ class _Rule:
     id: str
     pattern: re.Pattern
     hints: tuple[str, ...] = ()  # lowercase literals; the regex runs only on text holding one (as gitleaks)
-    keep: Callable[[str, int, int], bool] | None = None  # (text, start, end) → True to leave the hit alone
+    gate: re.Pattern | None = None  # or a cheap regex that must match first
+    keep: Callable[[str, str, int], bool] | None = None  # (value, text, start) → True to leave the hit alone
     context: re.Pattern | None = None  # must occur within CONTEXT_CHARS of the hit
+    lower: bool = False  # match the lowercased text: far faster than re.IGNORECASE on keyword alternations
     kind: str = "SECRET"
 
 
-def _rule(id_: str, pattern: str, hints=(), keep=None, context: str | None = None, kind="SECRET", flags=0) -> _Rule:
-    return _Rule(id_, re.compile(pattern, flags), tuple(hints), keep, re.compile(context) if context else None, kind)
+def _rule(id_: str, pattern: str, hints=(), *, gate: str | None = None, keep=None, context: str | None = None,
+          lower=False, kind="SECRET", flags=0) -> _Rule:
+    return _Rule(id_, re.compile(pattern, flags), tuple(hints), re.compile(gate) if gate else None, keep,
+                 re.compile(context) if context else None, lower, kind)
 
 
 _B = r"(?<![A-Za-z0-9_-])"  # token start
 _E = r"(?![A-Za-z0-9_-])"  # token end
-_KEYWORD = (r"(?:password|passwd|pwd|secret|token|api[_-]?key|credentials?"
+_KEYWORD = (r"(?:password|passwd|[_-]pwd|secret|token|api[_-]?key|credentials?"  # bare `pwd`/`PWD` is a directory
             r"|(?:access|secret|private|signing|encryption|master|client|auth)[_-]?key)")
-_DB_SCHEMES = (r"postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|cockroachdb"
-               r"|clickhouse|oracle|jdbc:[a-z]+")
 _ENV_HINTS = ("key", "token", "secret", "pass", "pwd", "credential")
+_URL_CREDENTIALS = r"://[^\s:/@'\"<>]*:(?P<v>[^\s@/'\"<>]+)@"
 
 # Specific formats first: where hits overlap, the earlier rule names the family.
 PROVIDER_RULES = (
@@ -176,8 +204,8 @@ PROVIDER_RULES = (
     _rule("jwt", _B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", ["eyj"]),
     _rule("aws_access_key_id", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
           ["akia", "asia", "abia", "acca"]),
-    _rule("aws_secret_access_key", r"(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*(?:[:=]|=>)\s*"
-          r"[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ["secret"]),
+    _rule("aws_secret_access_key", r"(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*(?:[:=]|=>)\s*"
+          r"[\"']?(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])", ["secret"], lower=True),
     _rule("aws_secret_access_key", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", ["secret"],
           keep=_not_random, context=r"(?i)aws.{0,20}secret|secret.?access.?key"),
     _rule("github_token", r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
@@ -197,48 +225,49 @@ PROVIDER_RULES = (
     _rule("sendgrid_key", _B + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + _E, ["sg."]),
     _rule("twilio_key", r"(?<![A-Za-z0-9])(?:SK|AC)[0-9a-f]{32}(?![A-Za-z0-9])", ["twilio"], context=r"(?i)twilio"),
     _rule("discord_bot_token", _B + r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}" + _E,
-          keep=_not_random),
+          ["discord"], keep=_not_random),
     _rule("telegram_bot_token", r"(?<![0-9])\d{8,10}:AA[A-Za-z0-9_-]{33}" + _E, [":aa"]),
     # Structural rules: the credential is a part of a larger, otherwise useful string.
-    _rule("database_url_password", rf"(?i)\b(?:{_DB_SCHEMES})://[^\s:/@'\"<>]*:(?P<v>[^\s@/'\"<>]+)@", ["://"],
-          keep=_placeholder_value),
-    _rule("basic_auth_url", r"(?i)\b(?:https?|s?ftp|ssh|git|svn|wss?)://[^\s:/@'\"<>]+:(?P<v>[^\s@/'\"<>]+)@",
-          ["://"], keep=_placeholder_value),
-    _rule("authorization_header", r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|bot"
-          r"|digest|apikey)\s+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ["authorization"], keep=_placeholder_value),
-    _rule("authorization_header", r"(?i)\b(?:x-api-key|api-key|x-auth-token|private-token|x-access-token)[\"']?"
-          r"\s*:\s*[\"']?(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ["api-key", "auth-token", "private-token", "access-token"],
-          keep=_placeholder_value),
-    # `NAME=value` and `NAME="value"`: group q is the opening quote, if any, and decides what the value may hold.
-    _rule("dotenv_assignment", r"(?<![\w$])[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIALS?)"
-          r"\s*=\s*(?P<q>[\"'])?(?P<v>(?(q)[^\"'\n]+|[^\s\"'`;,&|#]+))", _ENV_HINTS, keep=_placeholder_value),
-    _rule("config_secret", rf"(?i){_KEYWORD}[\"']?\s*(?:[:=]|=>|:=)\s*[\"'](?P<v>[^\"'\n]{{3,}})[\"']", _ENV_HINTS,
-          keep=_placeholder_value),
-    _rule("config_secret", rf"(?i){_KEYWORD}=(?P<v>[^\s\"'&#;,)]{{3,}})", _ENV_HINTS, keep=_placeholder_value),
-    _rule("config_secret", rf"(?im)^[ \t-]*[\"']?[\w.-]*?{_KEYWORD}[\"']?[ \t]*:[ \t]+(?P<v>[^\s\"'#]\S{{2,}})[ \t]*$",
-          _ENV_HINTS, keep=_placeholder_value),
-    _rule("config_secret", r"(?i)(?<![\w-])--?(?:password|passwd|token|api-key|secret|client-secret)\s+"
-          r"(?P<v>[^\s\"'$<-][^\s\"']{2,})", _ENV_HINTS, keep=_placeholder_value),
+    _rule("database_url_password", _URL_CREDENTIALS, ["://"], keep=_keep_password(database=True)),
+    _rule("basic_auth_url", _URL_CREDENTIALS, ["://"], keep=_keep_password(database=False)),
+    _rule("authorization_header", r"\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|bot"
+          r"|digest|apikey)\s+(?P<v>[a-z0-9._~+/-]{8,}=*)", ["authorization"], keep=_placeholder, lower=True),
+    _rule("authorization_header", r"\b(?:x-api-key|api-key|x-auth-token|private-token|x-access-token)[\"']?"
+          r"\s*:\s*[\"']?(?P<v>[a-z0-9._~+/-]{8,}=*)", ["api-key", "auth-token", "private-token", "access-token"],
+          keep=_placeholder, lower=True),
+    # `NAME=value`, `NAME="value"`, `NAME = f"…"`: group q is the opening quote, if any; it decides what the
+    # value may hold. A bare `…KEY` is too common in code (`CACHE_KEY`, `SORT_KEY`) to count.
+    _rule("dotenv_assignment", r"(?<![\w$])[A-Z][A-Z0-9_]*?(?:(?:API|ACCESS|SECRET|PRIVATE|SIGNING|ENCRYPTION|MASTER"
+          r"|CLIENT|AUTH|LICENSE|SERVICE|ADMIN)_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|_PWD|CREDENTIALS?)"
+          r"\s*=\s*(?P<q>[fFrRbBuU]{0,2}[\"'])?(?P<v>(?(q)[^\"'\n]+|[^\s\"'`;,&|#]{3,}))", _ENV_HINTS,
+          keep=_placeholder),
+    _rule("config_secret", rf"{_KEYWORD}[\"']?\s*(?:[:=]|=>|:=)\s*[\"'](?P<v>[^\"'\n]{{3,}})[\"']", _ENV_HINTS,
+          keep=_placeholder, lower=True),
+    _rule("config_secret", rf"{_KEYWORD}=(?P<v>[^\s\"'`&#;,)]{{3,}})", _ENV_HINTS, keep=_placeholder, lower=True),
+    _rule("config_secret", rf"(?m)^[ \t-]*[\"']?[\w.-]*?{_KEYWORD}[\"']?[ \t]*:[ \t]+(?P<v>[^\s\"'#]\S{{2,}})[ \t]*$",
+          _ENV_HINTS, keep=_placeholder_or_word, lower=True),
+    _rule("config_secret", r"(?<![\w-])--?(?:password|passwd|token|api-key|secret|client-secret)\s+"
+          r"(?P<v>[^\s\"'$<-][^\s\"']{2,})", _ENV_HINTS, keep=_placeholder_or_word, lower=True),
 )
 
 PII_RULES = (
     _rule("email", r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
           r"\.)+[A-Za-z]{2,24}(?![\w-])", ["@"], keep=_keep_email, kind="PII"),
-    _rule("home_user", r"/(?:home|Users)/(?P<v>[^/\s\\\"'`:<>$*]+)", ["/home/", "/users/"], keep=_keep_user,
-          kind="PII"),
+    _rule("home_user", r"(?<![\w.-])/(?:home|Users)/(?P<v>[^/\s\\\"'`:<>$*]+)", ["/home/", "/users/"],
+          keep=_keep_user, kind="PII"),
     _rule("home_user", r"[A-Za-z]:(?:\\\\|\\|/)Users(?:\\\\|\\|/)(?P<v>[^\\/\s\"'<>:]+)", ["users"],
           keep=_keep_user, kind="PII"),
     # Claude Code's project folders spell the workdir with dashes: `-home-alice-gt-harbor-witness`.
     _rule("home_user", r"(?<![\w-])-(?:home|Users)-(?P<v>[A-Za-z0-9_.]+)(?=[-/\s\"']|$)", ["-home-", "-users-"],
           keep=_keep_user, kind="PII"),
-    _rule("ip", r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-          r"(?!\w|\.\d)", ["."], keep=_keep_ip, kind="PII"),
-    _rule("ip", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])", [":"],
+    _rule("ip", r"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)", gate=r"\.\d{1,3}\.\d{1,3}\.",
           keep=_keep_ip, kind="PII"),
+    _rule("ip", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])",
+          gate=r":[0-9A-Fa-f]{0,4}:", keep=_keep_ip, kind="PII"),
 )
 
 TOKEN_RULES = ("base64_blob", "high_entropy")
-_TOKEN = re.compile(r"(?:(?<=\\[nrt])|(?<![A-Za-z0-9+/_\\-]))[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
+_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")  # leftmost-longest, so always a whole run
 RULE_IDS = tuple(dict.fromkeys(r.id for r in (*PROVIDER_RULES, *PII_RULES))) + TOKEN_RULES
 PII_IDS = frozenset(r.id for r in PII_RULES)
 
@@ -320,6 +349,7 @@ class Redactor:
         self.config = config
         off = set(config.disabled_rules) | (PII_IDS if not config.pii else set())
         self._rules = tuple(r for r in (*PROVIDER_RULES, *PII_RULES) if r.id not in off)
+        self._hints = frozenset(h for r in self._rules for h in r.hints)
         self._base64 = "base64_blob" not in off
         self._entropy = "high_entropy" not in off
         self._allow = tuple(re.compile(p) for p in config.allowlist)
@@ -396,14 +426,15 @@ class Redactor:
         return {**call, "function": function} if "function" in call else call
 
     def _walk(self, value, scope: PlaceholderScope, counts: Counter):
-        """Strings anywhere inside; a dict value is scanned after its key, so `"password": "…"` keeps context."""
+        """Every string inside, keys too; a string value is scanned after its key, so `"password": "…"`
+        keeps its context."""
         if isinstance(value, str):
             return self._scan(value, scope, counts)
         if isinstance(value, list):
             return [self._walk(v, scope, counts) for v in value]
         if isinstance(value, dict):
-            return {k: (self._scan(v, scope, counts, key=str(k)) if isinstance(v, str) else self._walk(v, scope, counts))
-                    for k, v in value.items()}
+            return {self._walk(k, scope, counts): self._scan(v, scope, counts, key=str(k)) if isinstance(v, str)
+                    else self._walk(v, scope, counts) for k, v in value.items()}
         return value
 
     # -- detection -----------------------------------------------------------------------------
@@ -438,15 +469,17 @@ class Redactor:
 
     def _spans(self, text: str, depth: int) -> list[_Span]:
         low = text.lower()
+        if len(low) != len(text):  # a few characters lowercase to two; offsets must line up
+            low = text.translate(_ASCII_LOWER)
+        present = {h for h in self._hints if h in low}
         spans = []
         for rank, rule in enumerate(self._rules):
-            if rule.hints and not any(h in low for h in rule.hints):
+            if rule.hints and present.isdisjoint(rule.hints) or rule.gate and not rule.gate.search(text):
                 continue
-            for m in rule.pattern.finditer(text):
+            for m in rule.pattern.finditer(low if rule.lower else text):
                 start, end = m.span("v") if "v" in rule.pattern.groupindex else m.span()
-                if start < 0 or start == end or self._allowed(text[start:end]):
-                    continue
-                if rule.keep and rule.keep(text, start, end):
+                value = text[start:end]
+                if not value or self._allowed(value) or rule.keep and rule.keep(value, text, start):
                     continue
                 if rule.context and not rule.context.search(
                         text, max(0, start - CONTEXT_CHARS), min(len(text), end + CONTEXT_CHARS)):
@@ -462,12 +495,15 @@ class Redactor:
         spans = []
         for m in _TOKEN.finditer(text):
             run, start = m.group(), m.start()
+            if start and text[start - 1] == "\\" and run[0] in "nrt":  # `\nTOKEN` inside JSON-escaped text
+                run, start = run[1:], start + 1
             if text[max(0, start - 2):start].endswith(("$", "${")):
                 continue  # `$VAR` / `${VAR}` reference
             parts = [(run, start)]
             if "/" in run and "+" not in run and not run.endswith("="):
                 segments = run.split("/")
-                if sum(len(s) for s in segments if _WORD_SEGMENT.fullmatch(s) or _ID_LIKE.fullmatch(s)) >= 0.4 * len(run):
+                explained = sum(len(s) for s in segments if _WORD_SEGMENT.fullmatch(s) or _ID_LIKE.fullmatch(s))
+                if explained >= 0.4 * len(run):
                     parts, offset = [], start
                     for segment in segments:
                         if len(segment) >= 20:
@@ -482,7 +518,7 @@ class Redactor:
     def _judge(self, token: str, depth: int) -> tuple[int, str, str] | None:
         """(rank, family, kind) for one token, or None to keep it. A blob takes its best inner hit's
         rank and family, so `password: <base64 of ghp_…>` counts as `github_token`."""
-        if sum(c.isalnum() for c in token) < 16 or _ID_LIKE.fullmatch(token):
+        if sum(map(str.isalnum, token)) < 16 or _ID_LIKE.fullmatch(token):
             return None
         decoded = _decode_text(token) if self._base64 and depth < DECODE_DEPTH else None
         if decoded is not None:
@@ -491,7 +527,7 @@ class Redactor:
                 return None  # encoded text without secrets: data, kept
             best = min(inner, key=lambda s: s.rank)
             return best.rank, best.family, best.kind
-        if self._entropy and _random(token, self.config.entropy_threshold):
+        if self._entropy and _random_token(token, self.config.entropy_threshold):
             return len(self._rules) + 1, "high_entropy", "SECRET"
         return None
 
