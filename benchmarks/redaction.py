@@ -31,25 +31,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "corpus"))
 
 from gt_finetune.corpus.redact import PII_IDS, PlaceholderScope, Redactor  # noqa: E402
-from planted_secrets import planted_corpus  # noqa: E402
+from planted_secrets import planted_corpus, strings  # noqa: E402
 
 try:
     from detect_secrets.core.scan import scan_file
     from detect_secrets.settings import default_settings
 except ImportError:
     scan_file = None
-
-
-def strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from strings(k)
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 def carolina_docs(shared: Path) -> list[str]:

@@ -464,3 +464,16 @@ def planted_corpus(seed: int = 0) -> tuple[list[dict], list[tuple[str, str]]]:
     fake = _Fake(seed)
     records = [scenario(fake) for _ in range(6) for scenario in SCENARIOS]
     return records, list(dict.fromkeys(fake.planted))
+
+
+def strings(value):
+    """Every string in a record: keys, values, and tool arguments as the JSON text they are stored as."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings(k)
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)

@@ -11,24 +11,11 @@ from gt_finetune.corpus.records import make_record
 from gt_finetune.corpus.redact import PlaceholderScope, RedactionConfig, Redactor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from planted_secrets import KEPT, planted_corpus  # noqa: E402
+from planted_secrets import KEPT, planted_corpus, strings  # noqa: E402
 
 PLACEHOLDER = re.compile(r"<(SECRET|PII):([a-z_0-9]+)#(\d+)>")
 GHP = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gH3jK5"
 GHO = "gho_" + "Zq8Wx2Cv4Bn6Ml0Kj9Hg7Fd5Sa3Pl1Ok2Ij4U"
-
-
-def strings(value):
-    """Every string in a record: keys, values, and tool arguments as the JSON text they are stored as."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from strings(k)
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 def redact_all(records, redactor=None):
