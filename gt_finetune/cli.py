@@ -279,6 +279,10 @@ def corpus_build(beads_jsonl, dolt, transcripts, events, formula_dirs, role_cont
     """Harvest into a new corpus version (nothing new: the latest); prints its id last.
 
     With no inputs it reads what the town offers (or the sample town outside one).
+
+    \b
+    Example:
+      gt-finetune corpus build --beads-jsonl ~/gt/.beads/backup --since 2026-10-01
     """
     from .corpus import SAMPLE_TOWN, CorpusSpec, build_corpus, town_inputs
     from .town import load_town
