@@ -17,7 +17,7 @@ from .beads import lifecycle
 from .beads.embedded import now_iso
 from .errors import GTFinetuneError, InputError
 from .formula import Formula, Step, check_actions, find_formula, load_formula
-from .jobs import DONE, FAILED, RUNNING, JobRecord, StepRecord
+from .jobs import DONE, FAILED, PENDING, RUNNING, JobRecord, StepRecord
 from .session import Session, ft_rig_name
 from .town.notify import Recipients
 
@@ -54,7 +54,7 @@ def open_job(session: Session, formula: Formula, variables: dict, *, workflow_ro
         f"FT: {run}", labels=labels, metadata={"formula": formula.name, "run": run},
         description=(f"Fine-tuning job: formula `{formula.name}` ({formula.path}).\n\n"
                      + "\n".join(f"- {k} = {v}" for k, v in sorted(variables.items()))
-                     + f"\n\nWatch: gt-finetune status <this id>"))
+                     + "\n\nWatch: gt-finetune status <this id>"))
     job = JobRecord(job_id=bead.id, formula=formula.name, formula_path=str(formula.path), run=run,
                     vars=variables, created_at=now_iso(), workflow_root=workflow_root,
                     steps={s.id: StepRecord(action=s.finetune["action"]) for s in formula.ordered_steps()})
@@ -223,7 +223,7 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
     if not approve:
         for step_id, record in job.steps.items():
             if record.action in ("eval", "review"):
-                record.state = "pending"
+                record.state = PENDING
         job.save(session.home)
     lifecycle.move(session.store, job_id, to, reason=text)
     session.notifier.transition(job_id, job.run, to, text)

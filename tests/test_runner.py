@@ -49,7 +49,7 @@ def test_run_moves_job_ready_active_review_with_mail_and_feed(capsys, isolated):
     assert [(m["to"], m["subject"].split(":")[0]) for m in mail] == [
         ("overseer", "FT_READY"), ("overseer", "FT_ACTIVE"), ("overseer", "FT_REVIEW"),
         ("finetune/witness", "FT_REVIEW")]
-    assert all(m["subject"].startswith(f"FT_") and job_id in m["subject"] for m in mail)
+    assert all(m["subject"].startswith("FT_") and job_id in m["subject"] for m in mail)
 
     events = lines(isolated / "events.jsonl")
     steps = [(e["type"], e["payload"]["step"]) for e in events if e["type"].startswith("finetune_step")]

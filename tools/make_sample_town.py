@@ -1373,7 +1373,6 @@ _ops_targets: set[str] = set()
 
 def ops_stall(ctx):
     rig = pick(["harbor", "lantern"])
-    R = RIGS[rig]
     prior = [b for b in ctx["beads"] if b["rig"] == rig and b["status"] == "closed"
              and "/polecats/" in b["assignee"] and b["id"] not in _ops_targets]
     if not prior:
@@ -1523,8 +1522,8 @@ def _ops_orphans(rig):
     n = rng.randrange(3, 7)
     s = [f"`gt orphans list` shows {n} worktrees under `{rig}/polecats/` with no session and branches that are already merged.",
          f"They use {rng.randrange(2, 9)} GB of disk on the town host."]
-    close = (f"Checked each one with `gt polecat check-recovery`; all were SAFE_TO_NUKE. "
-             f"Removed them with `gt polecat nuke` (mayor) and pruned the merged branches.")
+    close = ("Checked each one with `gt polecat check-recovery`; all were SAFE_TO_NUKE. "
+             "Removed them with `gt polecat nuke` (mayor) and pruned the merged branches.")
     return {"title": f"Clean up orphaned polecat worktrees in {rig}", "desc": " ".join(s), "close": close,
             "priority": 3, "type": "chore", "created_by": DEACON, "assignee": MAYOR,
             "labels": ["cleanup", f"rig:{rig}"]}
@@ -2322,7 +2321,7 @@ def witness_transcript(sid: str, nux: dict, mails: list[dict], beads: list[dict]
     tx.at(dt(ready_mail["created_at"]) - timedelta(seconds=5))
     tx.bash(f"gt mail send harbor/refinery -s \"MERGE_READY nux\" --type task --stdin <<'BODY'\n{ready_mail['desc']}\nBODY",
             f"✓ Message sent to harbor/refinery ({ready_mail['id']})", "Hand the branch to the refinery", think=4, run=2)
-    rictus, slit = specials["rictus"], specials["slit"]
+    slit = specials["slit"]
     rows = []
     for name in HARBOR["polecats"]:
         addr = f"harbor/polecats/{name}"

@@ -100,7 +100,6 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
 
     # -- loop ----------------------------------------------------------------------------
     model.train()
-    micro = spec.batch_size
     start = time.monotonic()
     while step < spec.max_steps:
         optimizer.zero_grad(set_to_none=True)

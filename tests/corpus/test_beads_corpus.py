@@ -410,7 +410,6 @@ def test_real_carolina_futons_backup(real, isolated):
             if json.loads(line)["label"] == "gt:message"}
     assert len(mail) == 202  # 191 records, one mail identical to another, 10 near duplicates of others
     records = records_of(m)
-    by_hash = {r["meta"]["content_hash"]: r for r in records}
     beads = [r for r in records if r["meta"]["source"] == "beads"]
     mails = [r for r in records if r["meta"]["source"] == "mail"]
     assert (len(beads), len(mails)) == (20, 191)
