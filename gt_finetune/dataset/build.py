@@ -16,10 +16,12 @@ from pathlib import Path
 from ..corpus import load_records
 from ..errors import InputError
 from ..models import resolve_model
+from .segment import segment
 from ..workspace import (atomic_dir, content_id, is_complete, read_jsonl, read_manifest, short_id, write_json,
                          write_jsonl)
 
 IGNORE = -100
+BUILDER_VERSION = 2  # part of the dataset id: a change in how examples are built rebuilds cached datasets
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,8 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
     """
     corpus_manifest = read_manifest(corpus_dir)
     model_dir = resolve_model(spec.base_model, home=home)
-    cid = content_id({"spec": asdict(spec), "corpus": corpus_manifest["id"], "model": str(model_dir)})
+    cid = content_id({"spec": asdict(spec), "corpus": corpus_manifest["id"], "model": str(model_dir),
+                      "builder": BUILDER_VERSION})
     out = home / "dataset" / short_id(cid)
     if is_complete(out):
         return _manifest_of(out)
@@ -66,17 +69,26 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
                          hint="use an instruct/chat model, e.g. `--var base_model=smollm2-135m-instruct`")
     examples, dropped = [], []
     native_tools = "tool_calls" in tokenizer.chat_template
+    def render(window: list[dict]) -> list[dict]:
+        return window if native_tools else fold_tool_calls(window)
+
+    def fits(window: list[dict]) -> bool:
+        return len(_render(tokenizer, render(window), add_generation_prompt=False)) <= spec.max_seq_len
+
     for record in load_records(corpus_dir):
-        messages = record["messages"] if native_tools else fold_tool_calls(record["messages"])
-        example = tokenize({**record, "messages": messages}, tokenizer, max_seq_len=spec.max_seq_len)
         meta = record["meta"]
         rid = meta.get("bead_id") or meta.get("session") or meta["content_hash"].split(":", 1)[-1][:12]
-        if isinstance(example, str):
-            dropped.append({"id": rid, "reason": example})
-            continue
-        group = meta.get("session") or rid
-        examples.append({"id": rid, "group": group, **example, "messages": messages,
-                         "weight": float(meta.get("weight", 1.0))})
+        windows, problems = segment(record["messages"], fits)
+        dropped += [{"id": rid, "reason": reason} for reason in problems]
+        for k, window in enumerate(windows):
+            wid = rid if len(windows) == 1 else f"{rid}#{k + 1}"
+            messages = render(window)
+            example = tokenize({**record, "messages": messages}, tokenizer, max_seq_len=spec.max_seq_len)
+            if isinstance(example, str):
+                dropped.append({"id": wid, "reason": example})
+                continue
+            examples.append({"id": wid, "group": meta.get("session") or rid, **example, "messages": messages,
+                             "weight": float(meta.get("weight", 1.0))})
     train, held_out = split_by_group(examples, eval_fraction=spec.eval_fraction, seed=spec.seed)
     if not train or not held_out:
         raise InputError(f"{len(examples)} usable examples in corpus {corpus_dir.name}: too few to train and hold some out",
