@@ -1,6 +1,7 @@
 """Jobs at a glance: state, stage, progress, started, last event — from the bead and the job record."""
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 
@@ -26,8 +27,6 @@ def job_status(session: Session, job_id: str) -> dict:
     eval_dir = record.output_of("eval")
     report = None
     if eval_dir and (eval_dir / "metrics.json").is_file():
-        import json
-
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         report = {"path": str(eval_dir / "report.md"), "base_loss": metrics["base_loss"],
                   "tuned_loss": metrics["tuned_loss"], "improved": metrics["tuned_loss"] < metrics["base_loss"]}
@@ -50,8 +49,6 @@ def last_event(session: Session, job_id: str, *, tail: int = 5000) -> str:
     path: Path = session.notifier.events_path
     if not path.is_file():
         return ""
-    import json
-
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = deque(f, maxlen=tail)
     for line in reversed(lines):

@@ -9,6 +9,7 @@ read is accounted for: it feeds a record or is listed in `rejected.jsonl` with w
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -447,6 +448,4 @@ class _Progress:
 
 
 def _env_off() -> bool:
-    import os
-
     return bool(os.environ.get("GT_FINETUNE_NO_PROGRESS"))

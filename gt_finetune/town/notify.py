@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +96,3 @@ class Notifier:
 def _warn(message: str) -> None:
     """A lost notification must not fail a training job; say so and carry on."""
     print(f"warning: {message}", file=sys.stderr)
-
-
-def read_lines(path: Path) -> Sequence[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

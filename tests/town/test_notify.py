@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gt_finetune.town.discover import load_town
-from gt_finetune.town.notify import Notifier, Recipients, append_locked, read_lines
+from gt_finetune.town.notify import Notifier, Recipients, append_locked
+from gt_finetune.workspace import read_jsonl as read_lines
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 EVENT_KEYS = ["ts", "source", "type", "actor", "payload", "visibility"]
@@ -60,10 +61,6 @@ def test_event_in_a_town_goes_to_the_town_feed(town, isolated):
     assert "naïve" in (town.root / ".events.jsonl").read_text(encoding="utf-8")  # not \u-escaped
     assert (town.root / ".events.jsonl.lock").is_file()
     assert not (isolated / "events.jsonl").exists()
-
-
-def test_read_lines_of_a_missing_file_is_empty(tmp_path):
-    assert read_lines(tmp_path / "nothing.jsonl") == []
 
 
 # --- mail outside a town ---------------------------------------------------------------------
