@@ -35,3 +35,19 @@ def shared() -> Path:
     if not (SHARED / "fixtures" / "real").is_dir():
         pytest.skip(f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """`tiny_model("llama3")` → the folder of a tiny random Llama with that chat template (built once)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_models import build_tiny
+
+    built: dict[str, Path] = {}
+
+    def get(template: str = "chatml") -> Path:
+        if template not in built:
+            built[template] = build_tiny(tmp_path_factory.mktemp(f"tiny-{template}"), template)
+        return built[template]
+    return get
