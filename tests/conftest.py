@@ -51,3 +51,11 @@ def tiny_model(tmp_path_factory):
             built[template] = build_tiny(tmp_path_factory.mktemp(f"tiny-{template}"), template)
         return built[template]
     return get
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The packaged SmolLM2-135M-Instruct converted once per test session (about a minute)."""
+    from gt_finetune.models import resolve_model
+
+    return resolve_model("smollm2-135m-instruct", home=tmp_path_factory.mktemp("smollm2-home"))

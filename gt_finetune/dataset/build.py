@@ -1,27 +1,35 @@
 """Dataset stage: canonical records → token ids + labels with the base model's own chat template.
 
-Labels cover assistant tokens only, end-of-turn included. Masks are derived without knowing
-the template: render the conversation up to a turn with the generation prompt, render it with
-the turn, and train the difference (DESIGN.md §5.1). The split is by session/bead, never by
-turn, so no held-out conversation leaks into training.
+    gt-finetune run finetune-lora --var max_seq_len=1024 --var role_context=true
+
+records → role context (optional) → windows that fit `max_seq_len` → the model's chat template
+(`template.py`: assistant-only labels, end-of-turn trained) → split by session, never by turn →
+replay mix into the training split (optional) → mask audit (`audit.py`) → train/eval JSONL.
+A dataset is cached under an id fingerprinting the corpus, the tokenizer and template files,
+the spec and this builder, so the same inputs rebuild nothing and any change rebuilds.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 import random
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..corpus import load_records
 from ..errors import InputError
 from ..models import resolve_model
-from .segment import segment
 from ..workspace import (atomic_dir, content_id, is_complete, read_jsonl, read_manifest, short_id, write_json,
                          write_jsonl)
+from .audit import AuditThresholds, audit
+from .replay import replay_conversations
+from .segment import segment
+from .template import IGNORE, ChatTemplate
 
-IGNORE = -100
-BUILDER_VERSION = 2  # part of the dataset id: a change in how examples are built rebuilds cached datasets
+BUILDER_VERSION = 3  # part of the dataset id: a change in how examples are built rebuilds cached datasets
+TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "chat_template", "vocab", "merges", "added_tokens")
+NOTHING_TO_TRAIN = "no assistant token to train"
+ROLE_CONTEXT_HEADER = "\n\nThe rules of your role (what `gt prime` gives you):\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +38,19 @@ class DatasetSpec:
     max_seq_len: int = 512
     eval_fraction: float = 0.2
     seed: int = 0
+    role_context: bool = False  # add the role's directive (from the corpus) to each example's system prompt
+    role_context_chars: int = 1200
+    replay: str = ""  # general examples against forgetting: a JSONL file of chats, or `generate`
+    replay_ratio: float = 0.1  # replay examples per training example
+    audit: AuditThresholds = field(default_factory=AuditThresholds)
 
     def __post_init__(self):
         if not 0 < self.eval_fraction < 1:
             raise InputError(f"`eval_fraction` must be between 0 and 1, got {self.eval_fraction}")
         if self.max_seq_len < 32:
             raise InputError(f"`max_seq_len` must be at least 32, got {self.max_seq_len}")
+        if not 0 <= self.replay_ratio <= 1:
+            raise InputError(f"`replay_ratio` must be between 0 and 1, got {self.replay_ratio}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,115 +63,122 @@ class DatasetManifest:
 
 
 def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> DatasetManifest:
-    """Write `<home>/dataset/<id>/{train,eval}.jsonl` + manifest; reuse a complete one.
+    """Write `<home>/dataset/<id>/{train,eval,dropped}.jsonl` + manifest; reuse a complete one.
 
     Raises:
-        InputError: too few usable examples to hold any out.
+        InputError: too few usable examples to hold any out, or the mask audit failed.
     """
     corpus_manifest = read_manifest(corpus_dir)
     model_dir = resolve_model(spec.base_model, home=home)
+    replay_file = Path(spec.replay).expanduser() if spec.replay not in ("", "generate") else None
     cid = content_id({"spec": asdict(spec), "corpus": corpus_manifest["id"], "model": str(model_dir),
-                      "builder": BUILDER_VERSION})
+                      "tokenizer": tokenizer_fingerprint(model_dir), "builder": BUILDER_VERSION,
+                      "replay_file": _file_hash(replay_file) if replay_file and replay_file.is_file() else ""})
     out = home / "dataset" / short_id(cid)
     if is_complete(out):
         return _manifest_of(out)
 
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if not tokenizer.chat_template:
-        raise InputError(f"the tokenizer in {model_dir} has no chat template",
-                         hint="use an instruct/chat model, e.g. `--var base_model=smollm2-135m-instruct`")
+    template = ChatTemplate.load(model_dir)
+    records = load_records(corpus_dir)
+    contexts = _role_contexts(records, spec.role_context_chars) if spec.role_context else {}
     examples, dropped = [], []
-    native_tools = "tool_calls" in tokenizer.chat_template
-    def render(window: list[dict]) -> list[dict]:
-        return window if native_tools else fold_tool_calls(window)
-
-    def fits(window: list[dict]) -> bool:
-        return len(_render(tokenizer, render(window), add_generation_prompt=False)) <= spec.max_seq_len
-
-    for record in load_records(corpus_dir):
+    for record in records:
         meta = record["meta"]
         rid = meta.get("bead_id") or meta.get("session") or meta["content_hash"].split(":", 1)[-1][:12]
-        windows, problems = segment(record["messages"], fits)
-        dropped += [{"id": rid, "reason": reason} for reason in problems]
-        for k, window in enumerate(windows):
-            wid = rid if len(windows) == 1 else f"{rid}#{k + 1}"
-            messages = render(window)
-            example = tokenize({**record, "messages": messages}, tokenizer, max_seq_len=spec.max_seq_len)
-            if isinstance(example, str):
-                dropped.append({"id": wid, "reason": example})
-                continue
-            examples.append({"id": wid, "group": meta.get("session") or rid, **example, "messages": messages,
-                             "weight": float(meta.get("weight", 1.0))})
+        made, problems = _examples_of(record, rid, template, spec, contexts)
+        examples += made
+        dropped += problems
+    untrainable = [d["id"] for d in dropped if d["reason"] == NOTHING_TO_TRAIN]
     train, held_out = split_by_group(examples, eval_fraction=spec.eval_fraction, seed=spec.seed)
     if not train or not held_out:
         raise InputError(f"{len(examples)} usable examples in corpus {corpus_dir.name}: too few to train and hold some out",
                          hint="harvest more history, or lower `--var eval_fraction=`")
-    audit = mask_audit(train + held_out, tokenizer)
+    replay = _replay(spec, len(train), template, model_dir, home, dropped)
+    summary = audit(train + replay + held_out, untrainable, template, spec.audit)
     with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "train.jsonl", train)
-        write_jsonl(tmp / "eval.jsonl", held_out)
+        write_jsonl(tmp / "train.jsonl", [_stored(e) for e in train + replay])
+        write_jsonl(tmp / "eval.jsonl", [_stored(e) for e in held_out])
         write_jsonl(tmp / "dropped.jsonl", dropped)
         write_json(tmp / "manifest.json", {
             "schema_version": 1, "stage": "dataset", "id": cid, "inputs": [corpus_manifest["id"]],
             "spec": asdict(spec), "model_dir": str(model_dir),
-            "counts": {"train": len(train), "eval": len(held_out), "dropped": len(dropped)},
-            "held_out_groups": sorted({e["group"] for e in held_out}), "mask_audit": audit})
+            "template": {"end_of_turn": template.end_of_turn_text, "native_tools": template.native_tools,
+                         "tokenizer_fingerprint": tokenizer_fingerprint(model_dir)},
+            "counts": {"train": len(train) + len(replay), "eval": len(held_out), "dropped": len(dropped),
+                       "replay": len(replay), "role_context": sum(1 for e in examples if e.get("role_context"))},
+            "held_out_groups": sorted({e["group"] for e in held_out}), "mask_audit": summary})
     if dropped:
         print(f"  dropped {len(dropped)} examples (e.g. {dropped[0]['id']}: {dropped[0]['reason']}); "
               f"see {out / 'dropped.jsonl'}", file=sys.stderr)
     return _manifest_of(out)
 
 
-def fold_tool_calls(messages: list[dict]) -> list[dict]:
-    """For chat templates without tool support: calls become `<tool_call>` JSON in the assistant's
-    text and results become user turns wrapped in `<tool_response>` (documented in docs/formats.md)."""
-    out = []
-    for m in messages:
-        if m["role"] == "assistant" and m.get("tool_calls"):
-            calls = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"],
-                                                           "arguments": json.loads(c["function"]["arguments"] or "{}")},
-                                                          sort_keys=True) + "\n</tool_call>" for c in m["tool_calls"])
-            text = f"{m.get('content') or ''}\n{calls}".strip()
-            out.append({k: v for k, v in {**m, "content": text}.items() if k != "tool_calls"})
-        elif m["role"] == "tool":
-            out.append({"role": "user", "content": f"<tool_response name=\"{m.get('name', '')}\">\n"
-                                                   f"{m.get('content') or ''}\n</tool_response>"})
-        else:
-            out.append(m)
-    merged: list[dict] = []
-    for m in out:
-        if merged and m["role"] == "user" and merged[-1]["role"] == "user":
-            merged[-1] = {**merged[-1], "content": merged[-1]["content"] + "\n" + m["content"]}
-        else:
-            merged.append(m)
-    return merged
 
-
-def tokenize(record: dict, tokenizer, *, max_seq_len: int) -> dict | str:
-    """Token ids and labels for one conversation, or why it cannot be used whole."""
+def _examples_of(record: dict, rid: str, template: ChatTemplate, spec: DatasetSpec,
+                 contexts: dict) -> tuple[list[dict], list[dict]]:
+    """Tokenized windows of one record, and `{id, reason}` for each part of it left out."""
+    meta, tools = record["meta"], record.get("tools") or None
     messages = record["messages"]
-    full_ids = _render(tokenizer, messages, add_generation_prompt=False)
-    labels = [IGNORE] * len(full_ids)
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant" or message.get("train") is False:
+    context = "" if meta.get("source") == "role_context" else \
+        contexts.get((meta.get("rig") or "", meta.get("role") or "")) or contexts.get(("", meta.get("role") or ""))
+    if context:
+        messages = _with_context(messages, context)
+
+    def fits(window: list[dict]) -> bool:
+        return len(template.render(template.prepare(window), tools=tools)) <= spec.max_seq_len
+
+    windows, left_out = segment(messages, fits)
+    made, problems = [], [{"id": rid, "reason": reason} for reason in left_out]
+    for k, window in enumerate(windows):
+        wid = rid if len(windows) == 1 else f"{rid}#{k + 1}"
+        prepared = template.prepare(window)
+        example = template.tokenize(prepared, tools=tools)
+        if isinstance(example, dict) and len(example["input_ids"]) > spec.max_seq_len:
+            example = f"{len(example['input_ids'])} tokens, more than max_seq_len {spec.max_seq_len}"
+        elif isinstance(example, dict) and all(label == IGNORE for label in example["labels"]):
+            example = NOTHING_TO_TRAIN
+        if isinstance(example, str):
+            problems.append({"id": wid, "reason": example})
             continue
-        prefix = _render(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
-        if upto[: len(prefix)] != prefix or full_ids[: len(upto)] != upto:
-            return f"chat template renders turn {i} differently once later turns follow"
-        labels[len(prefix): len(upto)] = upto[len(prefix):]
-    if len(full_ids) > max_seq_len:
-        return f"{len(full_ids)} tokens, more than max_seq_len {max_seq_len} (never cut mid-turn)"
-    if all(label == IGNORE for label in labels):
-        return "no assistant token to train"
-    return {"input_ids": full_ids, "labels": labels}
+        made.append({"id": wid, "group": meta.get("session") or rid, **example, "messages": prepared,
+                     "weight": float(meta.get("weight", 1.0)), "source": meta.get("source", ""),
+                     "role": meta.get("role", ""), "rig": meta.get("rig", ""), "role_context": bool(context)})
+    return made, problems
 
 
-def _render(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def _role_contexts(records: list[dict], limit: int) -> dict[tuple[str, str], str]:
+    """(rig, role) → the role's rules, from the corpus's role-context records (directives, prime output)."""
+    found = {}
+    for r in records:
+        meta = r["meta"]
+        if meta.get("source") == "role_context" and meta.get("role"):
+            text = next((m["content"] for m in r["messages"] if m["role"] == "assistant"), "")
+            if len(text) > limit:
+                text = text[: text.rfind("\n", 0, limit) if "\n" in text[:limit] else limit] + "\n[…]"
+            found[(meta.get("rig") or "", meta["role"])] = text
+    return found
+
+
+def _with_context(messages: list[dict], context: str) -> list[dict]:
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": messages[0]["content"] + ROLE_CONTEXT_HEADER + context}, *messages[1:]]
+    return [{"role": "system", "content": ROLE_CONTEXT_HEADER.lstrip() + context}, *messages]
+
+
+def _replay(spec: DatasetSpec, n_train: int, template: ChatTemplate, model_dir: Path, home: Path,
+            dropped: list[dict]) -> list[dict]:
+    """General-purpose examples for the training split only (never held out: eval measures the town)."""
+    count = round(n_train * spec.replay_ratio) if spec.replay else 0
+    if not count:
+        return []
+    out = []
+    for conv in replay_conversations(spec.replay, count=count, model_dir=model_dir, home=home, seed=spec.seed):
+        record = {"messages": conv["messages"], "tools": [],
+                  "meta": {**conv.get("meta", {}), "source": "replay", "session": "replay"}}
+        made, problems = _examples_of(record, conv["id"], template, spec, {})
+        out += [{**e, "id": conv["id"], "group": "replay"} for e in made[:1]]
+        dropped += problems
+    return out
 
 
 def split_by_group(examples: list[dict], *, eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -167,22 +189,24 @@ def split_by_group(examples: list[dict], *, eval_fraction: float, seed: int) -> 
     return [e for e in examples if e["group"] not in held], [e for e in examples if e["group"] in held]
 
 
-def mask_audit(examples: list[dict], tokenizer) -> dict:
-    """Share of trained tokens, and whether each trained turn ends on a trained end-of-turn token."""
-    eos = tokenizer.eos_token_id
-    total = sum(len(e["input_ids"]) for e in examples)
-    trained = sum(sum(1 for label in e["labels"] if label != IGNORE) for e in examples)
-    missing_eos = [e["id"] for e in examples if eos not in [label for label in e["labels"] if label != IGNORE]]
-    if missing_eos:
-        raise InputError(f"{len(missing_eos)} examples never train the end-of-turn token "
-                         f"`{tokenizer.eos_token}` (first: {missing_eos[0]})",
-                         hint="the model would not learn to stop; check the chat template's end-of-turn token")
-    return {"tokens": total, "trained_tokens": trained, "trained_share": round(trained / max(total, 1), 4),
-            "eos_token": tokenizer.eos_token, "pad_is_eos": tokenizer.pad_token_id == eos}
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    """sha256 over the tokenizer and chat-template files: a changed template or vocabulary rebuilds."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.name.startswith(TOKENIZER_FILES)):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def load_split(dataset_dir: Path, split: str) -> list[dict]:
     return read_jsonl(dataset_dir / f"{split}.jsonl")
+
+
+def _stored(example: dict) -> dict:
+    return {k: v for k, v in example.items() if k != "roles"}
 
 
 def _manifest_of(out: Path) -> DatasetManifest:
