@@ -435,6 +435,67 @@ def corpus_forget(match, session, actor, yes, home, town):
     click.echo(result.versions[-1][1])
 
 
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def dataset(ctx):
+    """List built datasets and look inside them: which tokens are trained.
+
+    \b
+    Example:
+      gt-finetune dataset inspect ft-a1b2 --example 3
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(dataset_list)
+
+
+@dataset.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of manifests on stdout.")
+@common
+def dataset_list(as_json, home, town):
+    """List datasets, oldest first, with their counts and mask-audit summary."""
+    from .dataset.show import list_datasets
+    from .workspace import read_manifest
+
+    paths = list_datasets(session_for(home, town, quiet=True).home)
+    if as_json:
+        click.echo(json.dumps([read_manifest(p) for p in paths], indent=2))
+        return
+    if not paths:
+        click.echo("no dataset yet; a job builds one in its `dataset` step", err=True)
+    for path in paths:
+        m = read_manifest(path)
+        c, audit = m["counts"], m["mask_audit"]
+        click.echo(f"{path.name}  {c['train']:>5} train  {c['eval']:>4} eval  {c['dropped']:>4} dropped  "
+                   f"{audit['trained_share']:>4.0%} trained  {m['spec']['base_model']}  (corpus {m['inputs'][0]})")
+
+
+@dataset.command(name="inspect")
+@click.argument("ref", metavar="ID|FT-ID|PATH")
+@click.option("--example", "index", type=int, default=0, show_default=True, help="Which example (0-based).")
+@click.option("--split", type=click.Choice(["train", "eval"]), default="train", show_default=True)
+@click.option("--tokens", "per_token", is_flag=True, help="One token a line: position, id, trained or not, text.")
+@common
+def dataset_inspect(ref, index, split, per_token, home, town):
+    """Print one example as the trainer sees it; trained text is inside ⟦…⟧ (green on a terminal)."""
+    import os
+
+    from transformers import AutoTokenizer
+
+    from .dataset import load_split
+    from .dataset.show import example_header, find_dataset, format_example
+    from .workspace import read_manifest
+
+    path = find_dataset(session_for(home, town, quiet=True).home, ref)
+    examples = load_split(path, split)
+    if not 0 <= index < len(examples):
+        raise InputError(f"dataset {path.name} has {len(examples)} {split} examples; there is no example {index}",
+                         hint=f"pick one from 0 to {len(examples) - 1}")
+    tokenizer = AutoTokenizer.from_pretrained(read_manifest(path)["model_dir"])
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    click.echo(example_header(examples[index], index, split), err=True)
+    click.echo(format_example(examples[index], tokenizer, colour=colour, per_token=per_token))
+
+
 @cli.group()
 def formulas():
     """Check and list formulas.
