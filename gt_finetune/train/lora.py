@@ -2,9 +2,12 @@
 
     gt-finetune run finetune-lora --var max_steps=60
 
-setup (model, adapter, data order, optimizer) → resume from the last checkpoint if any → loop
-(loss normalised by trained tokens across the accumulated micro-batches) → checkpoint every
-`checkpoint_every` steps → save the adapter. A killed run resumes from its last checkpoint.
+setup (model, adapter, packed rows and their order, optimizer) → resume from the last checkpoint
+if any → loop (loss normalised by trained tokens across the accumulated micro-batches) → checkpoint
+every `checkpoint_every` steps → save the adapter. A killed run resumes from its last checkpoint.
+With `packing` (the default) a micro-batch is `batch_size` rows of examples packed up to the
+dataset's `max_seq_len`, kept apart by position ids (see `dataset/pack.py`); without it, one
+example per row, padded, with an attention mask.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..dataset import load_split
+from ..dataset.pack import collate, logits, pack_rows
 from ..errors import InputError
 from ..models import resolve_model
 from ..workspace import (atomic_dir, content_id, is_complete, read_manifest, short_id, write_json,
@@ -40,11 +44,12 @@ class TrainSpec:
     base_model: str
     max_steps: int = 60
     learning_rate: float = 3e-4
-    batch_size: int = 4
+    batch_size: int = 4  # rows per micro-batch: packed rows with `packing`, else examples
     grad_accum: int = 1
     warmup_steps: int = 5
     seed: int = 0
     checkpoint_every: int = 20
+    packing: bool = True
     lora: LoraSpec = field(default_factory=LoraSpec)
 
     def __post_init__(self):
@@ -89,7 +94,12 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
                                              target_modules=list(spec.lora.target_modules), task_type="CAUSAL_LM"))
     pad_id = _pad_id(model_dir)
     examples = load_split(dataset_dir, "train")
-    order = _data_order(len(examples), spec)
+    rows = examples
+    if spec.packing:
+        capacity = dataset["spec"]["max_seq_len"]
+        rows = pack_rows(examples, capacity)
+        print(f"  packed {len(examples)} examples into {len(rows)} rows of at most {capacity} tokens", flush=True)
+    order = _data_order(len(rows), spec)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, spec))
@@ -103,14 +113,14 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
     start = time.monotonic()
     while step < spec.max_steps:
         optimizer.zero_grad(set_to_none=True)
-        batches = [_batch([examples[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id, device)
+        batches = [collate([rows[i] for i in order[(step * spec.grad_accum + k) % len(order)]], pad_id,
+                           attention_mask=not spec.packing, device=device)
                    for k in range(spec.grad_accum)]
-        n_trained = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
-        weight_sum = sum(float(((b["labels"] != IGNORE) * b["weights"][:, None]).sum()) for b in batches)
+        n_trained = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+        weight_sum = sum(trained_weight(b["labels"], b["weights"]) for b in batches)
         loss_sum = 0.0
         for b in batches:
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            loss = weighted_loss(logits, b["labels"], b["weights"], weight_sum)
+            loss = weighted_loss(logits(model, b), b["labels"], b["weights"], weight_sum)
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -134,25 +144,32 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, on_progress: Progre
         write_json(tmp / "manifest.json", {
             "schema_version": 1, "stage": "train", "id": cid, "inputs": [dataset["id"]], "spec": asdict(spec),
             "model_dir": str(model_dir), "steps": step, "final_loss": round(final, 5),
-            "examples": len(examples)})
+            "examples": len(examples), "rows": len(rows)})
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return _manifest_of(out)
 
 
 def weighted_loss(logits, labels, weights, weight_sum: float):
-    """Next-token loss where each example's trained tokens count by its weight (model-written text is
-    down-weighted by the corpus health step), divided by the weighted token count of the whole
-    accumulated step — so the loss is the same however the step is split into micro-batches."""
+    """Next-token loss where each trained token counts by its weight (`weights` is [B, T]: its
+    example's weight, as model-written text is down-weighted by the corpus health step), divided by
+    the weighted token count of the whole accumulated step (`trained_weight` summed over its
+    micro-batches) — so the loss is the same however the step is split or packed into rows."""
     import torch
 
     per_token = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
                                                   ignore_index=IGNORE, reduction="none")
-    return (per_token * weights[:, None]).sum() / max(weight_sum, 1e-8)
+    return (per_token * weights[:, 1:]).sum() / max(weight_sum, 1e-8)
+
+
+def trained_weight(labels, weights) -> float:
+    """The weighted count of the tokens `weighted_loss` trains in one micro-batch."""
+    return float(((labels[:, 1:] != IGNORE) * weights[:, 1:]).sum())
 
 
 def _data_order(n: int, spec: TrainSpec) -> list[list[int]]:
-    """Micro-batches of example indices, reshuffled each epoch from the seed: a pure function of
-    the spec, so a resumed run sees exactly the batches the uninterrupted run would have."""
+    """Micro-batches of row indices (packed rows, or examples without packing), reshuffled each
+    epoch from the seed: a pure function of the spec and the rows, so a resumed run sees exactly
+    the batches the uninterrupted run would have."""
     needed = spec.max_steps * spec.grad_accum
     per_epoch = max(1, math.ceil(n / spec.batch_size))
     rng = random.Random(spec.seed)
@@ -168,23 +185,6 @@ def _lr_factor(step: int, spec: TrainSpec) -> float:
     if step < spec.warmup_steps:
         return (step + 1) / spec.warmup_steps
     return max(0.0, (spec.max_steps - step) / max(1, spec.max_steps - spec.warmup_steps))
-
-
-def _batch(rows: list[dict], pad_id: int, device: str) -> dict:
-    import torch
-
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[i, :n] = torch.tensor(r["input_ids"])
-        labels[i, :n] = torch.tensor(r["labels"])
-        mask[i, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device),
-            "weights": weights.to(device)}
 
 
 def _pad_id(model_dir: Path) -> int:
