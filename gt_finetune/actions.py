@@ -109,6 +109,7 @@ def train_action(ctx: StepContext) -> StepOutput:
                      learning_rate=float(p.get("learning_rate", 3e-4)), batch_size=int(p.get("batch_size", 4)),
                      grad_accum=int(p.get("grad_accum", 1)), seed=int(p.get("seed", 0)),
                      checkpoint_every=int(p.get("checkpoint_every", 20)),
+                     packing=str(p.get("packing", True)).strip().lower() not in ("false", "0", "no", "off"),
                      lora=LoraSpec(r=int(p.get("lora_r", 8)), alpha=int(p.get("lora_alpha", 16))))
     every = max(1, int(p.get("progress_every", 10)))
 
