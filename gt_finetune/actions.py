@@ -22,7 +22,7 @@ from .jobs import JobRecord
 from .registry import Registry
 from .session import Session
 from .town import load_town
-from .train import LoraSpec, TrainSpec, train
+from .train import LoraSpec, TrainProgress, TrainSpec, job_control, run_training, watchdog_for
 from .workspace import read_manifest
 
 
@@ -95,8 +95,11 @@ def corpus_action(ctx: StepContext) -> StepOutput:
 
 
 def dataset_action(ctx: StepContext) -> StepOutput:
-    spec = DatasetSpec(base_model=str(ctx.params["base_model"]), max_seq_len=int(ctx.params.get("max_seq_len", 512)),
-                       eval_fraction=float(ctx.params.get("eval_fraction", 0.2)), seed=int(ctx.params.get("seed", 0)))
+    p = ctx.params
+    spec = DatasetSpec(base_model=str(p["base_model"]), max_seq_len=int(p.get("max_seq_len", 512)),
+                       eval_fraction=float(p.get("eval_fraction", 0.2)), seed=int(p.get("seed", 0)),
+                       role_context=flag(p.get("role_context", False)), replay=str(p.get("replay") or ""),
+                       replay_ratio=float(p.get("replay_ratio") or 0.1))
     manifest = build_dataset(spec, corpus_dir=ctx.need("corpus"), home=ctx.session.home)
     audit = read_manifest(manifest.path)["mask_audit"]
     return StepOutput(manifest.path, f"{manifest.train} train / {manifest.eval} held-out examples, "
@@ -104,34 +107,33 @@ def dataset_action(ctx: StepContext) -> StepOutput:
 
 
 def train_action(ctx: StepContext) -> StepOutput:
-    p = ctx.params
+    p, job_id, session = ctx.params, ctx.job.job_id, ctx.session
     spec = TrainSpec(base_model=str(p["base_model"]), max_steps=int(p.get("max_steps", 60)),
                      learning_rate=float(p.get("learning_rate", 3e-4)), batch_size=int(p.get("batch_size", 4)),
                      grad_accum=int(p.get("grad_accum", 1)), seed=int(p.get("seed", 0)),
-                     checkpoint_every=int(p.get("checkpoint_every", 20)),
-                     packing=str(p.get("packing", True)).strip().lower() not in ("false", "0", "no", "off"),
+                     checkpoint_every=int(p.get("checkpoint_every", 20)), packing=flag(p.get("packing", True)),
+                     method=str(p.get("method") or "lora"), dtype=str(p.get("dtype") or "auto"),
+                     gradient_checkpointing=flag(p.get("gradient_checkpointing", False)),
                      lora=LoraSpec(r=int(p.get("lora_r", 8)), alpha=int(p.get("lora_alpha", 16))))
-    every = max(1, int(p.get("progress_every", 10)))
-
-    def progress(row: dict) -> None:
-        if row["step"] % every == 0 or row["step"] == row["max_steps"]:
-            rate = row["elapsed_s"] / row["step"]
-            eta = rate * (row["max_steps"] - row["step"])
-            print(f"  train step {row['step']}/{row['max_steps']} loss {row['loss']:.4f} "
-                  f"({rate:.1f}s/step, ETA {eta:.0f}s)", file=sys.stderr)
-            ctx.session.notifier.event("finetune_progress", {
-                "issue": ctx.job.job_id, "step": row["step"], "max_steps": row["max_steps"],
-                "loss": row["loss"], "eta_s": round(eta), "message": f"step {row['step']}/{row['max_steps']} "
-                                                                     f"loss={row['loss']:.4f}"})
-
+    progress = TrainProgress(
+        every=int(p.get("progress_every", 10)),
+        event=lambda payload: session.notifier.event("finetune_progress", {"issue": job_id, **payload}),
+        milestone=lambda text: session.store.comment(job_id, text))
     dataset_dir = ctx.need("dataset")
-    manifest = train(spec, dataset_dir=dataset_dir, home=ctx.session.home, on_progress=progress)
-    model = Registry(ctx.session.home).register(
-        model_id=f"{ctx.job.job_id}-{manifest.path.name}", job_id=ctx.job.job_id,
+    manifest = run_training(spec, dataset_dir=dataset_dir, home=session.home, control=job_control(session.home, job_id),
+                            processes=int(p.get("processes", 1)), on_row=progress, watchdog=watchdog_for(session.home))
+    model = Registry(session.home).register(
+        model_id=f"{job_id}-{manifest.path.name}", job_id=job_id,
         corpus_id=read_manifest(ctx.need("corpus"))["id"], dataset_id=read_manifest(dataset_dir)["id"],
         train_dir=str(manifest.path), base_model=spec.base_model)
-    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}; "
+    measured = read_manifest(manifest.path).get("measured", {})
+    peak = f"; peak memory {measured['peak_rss'] / 2 ** 30:.2f} GB" if measured.get("peak_rss") else ""
+    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}{peak}; "
                                      f"model {model.id} ({model.state})")
+
+
+def flag(value) -> bool:
+    return str(value).strip().lower() not in ("false", "0", "no", "off", "")
 
 
 def eval_action(ctx: StepContext) -> StepOutput:

@@ -1,7 +1,7 @@
 """The `gt-finetune` command: parse, call one entry, render. No business logic lives here.
 
 Exit codes: 0 done, 1 input the user can fix, 2 bad invocation, 3 something outside is down,
-4 a bug in gt-finetune (traceback printed).
+4 a bug in gt-finetune (traceback printed), 75 stopped on request (paused or cancelled; resume later).
 """
 from __future__ import annotations
 
@@ -204,10 +204,26 @@ def reject(job_id, reason, home, town):
 
 @cli.command()
 @click.argument("job_id")
+@click.option("--reason", default="paused by the operator", show_default=True, help="Why (goes into the bead notes).")
+@common
+def pause(job_id, reason, home, town):
+    """Pause a training job: it saves a checkpoint, gives its memory back, and waits for `resume`.
+
+    \b
+    Example:
+      gt-finetune pause ft-a3k9 && gt-finetune resume ft-a3k9
+    """
+    from .runner import pause as pause_job
+
+    click.echo(pause_job(session_for(home, town), job_id, reason))
+
+
+@cli.command()
+@click.argument("job_id")
 @click.option("--reason", required=True, help="Why (goes into the close reason).")
 @common
 def cancel(job_id, reason, home, town):
-    """Cancel a job; its outputs and checkpoints are kept.
+    """Cancel a job; a running trainer saves a checkpoint first; outputs and checkpoints are kept.
 
     \b
     Example:
@@ -578,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "error": exc.message, "code": exc.code,
                                    "hint": exc.hint}), err=True)
         else:
-            click.echo(f"error: {exc.message}", err=True)
+            click.echo(f"{'stopped' if exc.code == 'stopped' else 'error'}: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"\nhint: {exc.hint}", err=True)
         return exc.exit_code

@@ -39,3 +39,11 @@ class ExternalError(GTFinetuneError):
 
     exit_code = 3
     code = "external"
+
+
+class Stopped(GTFinetuneError):
+    """Work stopped on request (pause, cancel, the memory watchdog) with its state kept: not a
+    failure, but not done either, so scripts and `gt` see a distinct exit code."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+    code = "stopped"

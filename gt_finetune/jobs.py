@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputError
 from .workspace import write_json
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+PENDING, RUNNING, DONE, FAILED, STOPPED = "pending", "running", "done", "failed", "stopped"
 
 
 @dataclass

@@ -17,8 +17,9 @@ from .beads import lifecycle
 from .beads.embedded import now_iso
 from .errors import GTFinetuneError, InputError
 from .formula import Formula, Step, check_actions, find_formula, load_formula
-from .jobs import DONE, FAILED, PENDING, RUNNING, JobRecord, StepRecord
+from .jobs import DONE, FAILED, PENDING, RUNNING, STOPPED, JobRecord, StepRecord
 from .session import Session, ft_rig_name
+from .train.supervise import TrainingStopped, job_control, stop_trainer
 from .town.notify import Recipients
 
 WORKFLOW_LABEL = "ft:workflow:"
@@ -119,6 +120,9 @@ def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> 
     print(f"step {step.id}: {step.title}", file=sys.stderr)
     try:
         out = action.run(StepContext(session=session, job=job, step=step, params=params))
+    except TrainingStopped as stop:
+        stopped(session, job, step, stop)
+        raise
     except Exception as exc:
         fail(session, job, step, exc)
         raise
@@ -128,6 +132,21 @@ def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> 
                                               "message": f"{job.job_id}: {step.id} done: {out.summary}"})
     store.comment(job.job_id, f"step `{step.id}` done: {out.summary}")
     print(f"step {step.id}: done: {out.summary}", file=sys.stderr)
+
+
+def stopped(session: Session, job: JobRecord, step: Step, stop: TrainingStopped) -> None:
+    """Paused: the bead says why and how to go on. Cancelled: `cancel` already closed the bead."""
+    record = job.steps[step.id]
+    record.state, record.error, record.finished_at = STOPPED, stop.message, now_iso()
+    job.save(session.home)
+    if stop.action != "pause":
+        return
+    resume_cmd = f"gt-finetune resume {job.job_id}"
+    stop.hint = resume_cmd
+    text = f"{stop.message}; checkpoint kept at step {stop.step}\nresume: {resume_cmd}"
+    if lifecycle.state_of(session.store.show(job.job_id)) == lifecycle.ACTIVE:
+        lifecycle.move(session.store, job.job_id, lifecycle.PAUSED, reason=text)
+        session.notifier.transition(job.job_id, job.run, lifecycle.PAUSED, f"{text}")
 
 
 def fail(session: Session, job: JobRecord, step: Step, exc: BaseException) -> None:
@@ -230,9 +249,20 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
     return job_id
 
 
+def pause(session: Session, job_id: str, reason: str) -> str:
+    """Ask the job's trainer to checkpoint and stop; the process running the job marks it paused."""
+    JobRecord.load(session.home, job_id)
+    if not stop_trainer(job_control(session.home, job_id), "pause", reason):
+        raise InputError(f"job `{job_id}` is not training right now, so there is nothing to pause",
+                         hint=f"see where it stands with `gt-finetune status {job_id}`")
+    return job_id
+
+
 def cancel(session: Session, job_id: str, reason: str) -> str:
+    """Stop a training job first (its last checkpoint is kept), then close the bead `cancelled:`."""
     job = JobRecord.load(session.home, job_id)
     use_recipients(session, job.vars)
+    stop_trainer(job_control(session.home, job_id), "cancel", reason)
     text = f"cancelled: {reason}; outputs and checkpoints kept under {session.home}"
     lifecycle.move(session.store, job_id, lifecycle.CANCELLED, reason=text)
     session.notifier.transition(job_id, job.run, lifecycle.CANCELLED, text)

@@ -7,7 +7,11 @@
 | review    | custom status `review`                       |
 | done      | `closed`, reason `approved: …`               |
 | failed    | `blocked` + `ft:failed`, notes: error+resume |
+| paused    | `blocked` + `ft:paused`, notes: why+resume   |
 | cancelled | `closed`, reason `cancelled: …`              |
+
+`paused` is ours, beyond DESIGN.md's table: training gave its memory back on request (or to the
+memory watchdog) and waits, checkpoint kept, for `gt-finetune resume`.
 """
 from __future__ import annotations
 
@@ -15,14 +19,17 @@ from ..errors import InputError
 from .store import Bead, BeadStore
 
 READY, ACTIVE, REVIEW, DONE, FAILED, CANCELLED = "ready", "active", "review", "done", "failed", "cancelled"
+PAUSED = "paused"
 STAGES = ("corpus", "dataset", "train", "eval", "export")
 JOB_LABEL = "ft:job"
 FAILED_LABEL = "ft:failed"
+PAUSED_LABEL = "ft:paused"
 STAGE_PREFIX = "ft:stage:"
 
 ALLOWED = {
     READY: {ACTIVE, CANCELLED},
-    ACTIVE: {ACTIVE, REVIEW, FAILED, CANCELLED},
+    ACTIVE: {ACTIVE, REVIEW, FAILED, PAUSED, CANCELLED},
+    PAUSED: {ACTIVE, FAILED, CANCELLED},
     REVIEW: {DONE, FAILED, CANCELLED},
     FAILED: {ACTIVE, CANCELLED},
     DONE: set(),
@@ -35,6 +42,8 @@ def state_of(bead: Bead) -> str:
         return CANCELLED if bead.close_reason.startswith("cancelled") else DONE
     if bead.status == "blocked" and FAILED_LABEL in bead.labels:
         return FAILED
+    if bead.status == "blocked" and PAUSED_LABEL in bead.labels:
+        return PAUSED
     mapping = {"open": READY, "in_progress": ACTIVE, "review": REVIEW}
     if bead.status in mapping:
         return mapping[bead.status]
@@ -62,14 +71,17 @@ def move(store: BeadStore, bead_id: str, to: str, *, stage: str = "", reason: st
     if to == ACTIVE:
         if stage not in STAGES:
             raise InputError(f"stage `{stage}` is not one of {', '.join(STAGES)}")
-        old = [label for label in bead.labels if label.startswith(STAGE_PREFIX) or label == FAILED_LABEL]
+        old = [label for label in bead.labels if label.startswith(STAGE_PREFIX) or label in (FAILED_LABEL, PAUSED_LABEL)]
         new = store.update(bead_id, status="in_progress", add_labels=[STAGE_PREFIX + stage],
                            remove_labels=[label for label in old if label != STAGE_PREFIX + stage])
     elif to == REVIEW:
         new = store.update(bead_id, status="review",
                            remove_labels=[label for label in bead.labels if label.startswith(STAGE_PREFIX)])
     elif to == FAILED:
-        new = store.update(bead_id, status="blocked", add_labels=[FAILED_LABEL], append_notes=reason)
+        new = store.update(bead_id, status="blocked", add_labels=[FAILED_LABEL], append_notes=reason,
+                           remove_labels=[PAUSED_LABEL] if PAUSED_LABEL in bead.labels else [])
+    elif to == PAUSED:
+        new = store.update(bead_id, status="blocked", add_labels=[PAUSED_LABEL], append_notes=reason)
     elif to == DONE:
         new = store.close(bead_id, reason if reason.startswith("approved") else f"approved: {reason}")
     else:

@@ -96,7 +96,8 @@ def logits(model, batch: dict):
     Raises:
         ValueError: flash-attention with more than one row (it would attend across examples).
     """
-    attn = getattr(model.config, "_attn_implementation", "") or ""
+    config = getattr(model, "module", model).config  # under DDP the model is wrapped
+    attn = getattr(config, "_attn_implementation", "") or ""
     if "flash" in attn and "attention_mask" not in batch and batch["input_ids"].shape[0] > 1:
         raise ValueError(f"`{attn}` isolates packed examples only in a batch of one row, got "
                          f"{batch['input_ids'].shape[0]} rows; use `sdpa` or `eager` attention")

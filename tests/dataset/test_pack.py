@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gt_finetune.dataset.pack import IGNORE, best_fit, collate, logits, pack_rows, packed_row
-from gt_finetune.train.lora import trained_weight, weighted_loss
+from gt_finetune.train.recipe import trained_weight, weighted_loss
 
 
 def next_fit(lengths: list[int], capacity: int) -> int:

@@ -2,7 +2,7 @@
 import torch
 
 from gt_finetune.dataset.pack import collate
-from gt_finetune.train.lora import IGNORE, trained_weight, weighted_loss
+from gt_finetune.train.recipe import IGNORE, trained_weight, weighted_loss
 
 ce = torch.nn.functional.cross_entropy
 

@@ -1,0 +1,26 @@
+"""The training process: `python -m gt_finetune.train.worker <request.json>` (or every rank of it
+under torchrun). Started by `supervise.py`; exits 0 when done, 75 when stopped on request."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import GTFinetuneError
+from .control import EXIT_STOPPED, RunControl
+from .recipe import TrainSpec, train
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    try:
+        result = train(TrainSpec.from_dict(request["spec"]), dataset_dir=Path(request["dataset_dir"]),
+                       home=Path(request["home"]), control=RunControl(Path(request["control_dir"])))
+    except GTFinetuneError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return EXIT_STOPPED if isinstance(result, dict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

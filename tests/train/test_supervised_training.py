@@ -1,0 +1,115 @@
+"""The trainer as operators run it: in a child process, killed with -9, paused, stopped by the
+memory watchdog, several ranks under torchrun — always ending on the same weights."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import pytest
+
+from gt_finetune.train.control import PAUSE, RunControl
+from gt_finetune.train.recipe import IGNORE, TrainSpec
+from gt_finetune.train.supervise import TrainingStopped, Watchdog, run_training
+from gt_finetune.errors import GTFinetuneError
+from gt_finetune.workspace import read_jsonl, read_manifest, write_json, write_jsonl
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    rng = random.Random(0)
+    examples = []
+    for i in range(16):
+        ids = [rng.randrange(2000) for _ in range(rng.randint(8, 40))]
+        examples.append({"id": f"e{i}", "group": f"g{i}", "input_ids": ids, "labels": [IGNORE] * 4 + ids[4:],
+                         "messages": [], "weight": rng.choice([1.0, 0.5])})
+    out = tmp_path / "dataset"
+    out.mkdir()
+    write_jsonl(out / "train.jsonl", examples)
+    write_json(out / "manifest.json", {"schema_version": 1, "stage": "dataset", "id": "sha256:tiny",
+                                       "spec": {"max_seq_len": 64}})
+    return out
+
+
+def weights(run) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run.path / "adapter" / "adapter_model.safetensors"))
+
+
+def assert_bit_identical(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def spec_for(model, **overrides) -> TrainSpec:
+    values = {"base_model": str(model), "max_steps": 6, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2,
+              **overrides}
+    return TrainSpec(**values)
+
+
+def test_kill_9_at_a_random_step_then_resume_gives_bit_identical_weights(tiny_model, dataset_dir, tmp_path):
+    spec = spec_for(tiny_model("chatml"))
+    whole = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "a", control=RunControl(tmp_path / "ca"))
+    kill_at = random.Random().randint(3, 5)  # after the first checkpoint, before the end
+    control = RunControl(tmp_path / "cb")
+
+    def kill(row: dict) -> None:
+        if row.get("kind") == "step" and row["step"] == kill_at:
+            os.killpg(control.worker()["pid"], signal.SIGKILL)
+
+    with pytest.raises(GTFinetuneError, match="exited with code -9"):
+        run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control, on_row=kill)
+    rows = []
+    resumed = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control, on_row=rows.append)
+    start = next(r for r in rows if r.get("kind") == "start")
+    assert 2 <= start["step"] < kill_at, f"killed at {kill_at}"
+    assert_bit_identical(weights(whole), weights(resumed))
+    manifest = read_manifest(resumed.path)
+    assert manifest["measured"]["peak_rss"] > 50 * 2 ** 20 and (resumed.path / "loss.png").is_file()
+    assert manifest["examples"] == 16 and manifest["rows"] < 16  # the trainer packs rows
+    assert [r["loss"] for r in read_jsonl(whole.path / "metrics.jsonl") if r.get("kind") == "step"] == \
+           [r["loss"] for r in read_jsonl(resumed.path / "metrics.jsonl") if r.get("kind") == "step"]
+
+
+def test_pause_keeps_a_checkpoint_and_resume_finishes_identically(tiny_model, dataset_dir, tmp_path):
+    spec = spec_for(tiny_model("chatml"), checkpoint_every=100)
+    whole = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "a", control=RunControl(tmp_path / "ca"))
+    control = RunControl(tmp_path / "cb")
+
+    def pause(row: dict) -> None:
+        if row.get("kind") == "step" and row["step"] == 3 and control.pending() is None:
+            control.request(PAUSE, "operator asked")
+
+    with pytest.raises(TrainingStopped) as stop:
+        run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control, on_row=pause)
+    assert stop.value.action == PAUSE and stop.value.step >= 3 and "operator asked" in stop.value.message
+    assert control.worker() is None
+    control.clear()
+    resumed = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control)
+    assert_bit_identical(weights(whole), weights(resumed))
+
+
+def test_memory_watchdog_pauses_instead_of_running_the_box_out(tiny_model, dataset_dir, tmp_path):
+    control = RunControl(tmp_path / "c")
+    with pytest.raises(TrainingStopped, match="memory watchdog"):
+        run_training(spec_for(tiny_model("chatml"), max_steps=200), dataset_dir=dataset_dir, home=tmp_path / "h",
+                     control=control, watchdog=Watchdog(min_available=2 ** 60))
+
+
+def test_full_fine_tune_saves_the_whole_model(tiny_model, dataset_dir, tmp_path):
+    run = run_training(spec_for(tiny_model("chatml"), method="full", max_steps=2, learning_rate=1e-4),
+                       dataset_dir=dataset_dir, home=tmp_path / "h", control=RunControl(tmp_path / "c"))
+    assert (run.path / "model" / "config.json").is_file() and not (run.path / "adapter").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_under_torchrun_end_with_identical_weights(tiny_model, dataset_dir, tmp_path):
+    run = run_training(spec_for(tiny_model("chatml"), max_steps=4), dataset_dir=dataset_dir, home=tmp_path / "h",
+                       control=RunControl(tmp_path / "c"), processes=2)
+    manifest = read_manifest(run.path)
+    assert manifest["processes"] == 2
+    assert len(manifest["rank_checksums"]) == 2 and len(set(manifest["rank_checksums"])) == 1
