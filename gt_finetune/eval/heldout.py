@@ -1,7 +1,9 @@
 """Eval stage: held-out loss and a few greedy answers, base vs tuned, as a plain-language report.
 
-Base and tuned share one loaded model: the adapter is switched off for the base numbers, so
-the comparison uses identical weights, data and tokenisation.
+For a LoRA adapter, base and tuned share one loaded model: the adapter is switched off for the
+base numbers, so the comparison uses identical weights, data and tokenisation. A full fine-tune
+is a model of its own, loaded after the base is scored and released. Answers stop at the
+template's end-of-turn token (e.g. Llama 3's `<|eot_id|>`), not only at EOS.
 """
 from __future__ import annotations
 
@@ -47,15 +49,26 @@ def evaluate(spec: EvalSpec, *, dataset_dir: Path, train_dir: Path, home: Path) 
     model_dir = Path(trained["model_dir"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     device = pick_device()
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-                                      train_dir / "adapter").to(device)
-    model.eval()
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     held_out = load_split(dataset_dir, "eval")
-    with model.disable_adapter():
-        base_loss = heldout_loss(model, held_out)
-        base_answers = [generate(model, tokenizer, e["messages"][:-1], spec.max_new_tokens) for e in held_out[:spec.samples]]
-    tuned_loss = heldout_loss(model, held_out)
-    tuned_answers = [generate(model, tokenizer, e["messages"][:-1], spec.max_new_tokens) for e in held_out[:spec.samples]]
+    end_of_turn = dataset.get("template", {}).get("end_of_turn")
+    stop = sorted({tokenizer.eos_token_id, *([tokenizer.convert_tokens_to_ids(end_of_turn)] if end_of_turn else [])})
+
+    def score(model) -> tuple[float, list[str]]:
+        answers = [generate(model, tokenizer, e["messages"][:-1], spec.max_new_tokens, stop)
+                   for e in held_out[:spec.samples]]
+        return heldout_loss(model, held_out), answers
+
+    if (train_dir / "model").is_dir():  # a full fine-tune: the tuned weights are a model of their own
+        base_loss, base_answers = score(base)
+        del base
+        tuned_loss, tuned_answers = score(AutoModelForCausalLM.from_pretrained(
+            train_dir / "model", dtype=torch.float32).to(device).eval())
+    else:  # base and tuned share one model: the adapter is switched off for the base numbers
+        model = PeftModel.from_pretrained(base, train_dir / "adapter").to(device).eval()
+        with model.disable_adapter():
+            base_loss, base_answers = score(model)
+        tuned_loss, tuned_answers = score(model)
     samples = [{"id": e["id"], "prompt": e["messages"][-2]["content"], "reference": e["messages"][-1]["content"],
                 "base": b, "tuned": t} for e, b, t in zip(held_out, base_answers, tuned_answers)]
     metrics = {"held_out_examples": len(held_out), "base_loss": round(base_loss, 4),
@@ -86,14 +99,15 @@ def heldout_loss(model, examples: list[dict]) -> float:
     return total / max(count, 1)
 
 
-def generate(model, tokenizer, messages: list[dict], max_new_tokens: int) -> str:
+def generate(model, tokenizer, messages: list[dict], max_new_tokens: int, stop: list[int]) -> str:
+    """Greedy answer, stopping at EOS or the template's end-of-turn token."""
     import torch
 
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                             eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 

@@ -100,10 +100,15 @@ def test_memory_watchdog_pauses_instead_of_running_the_box_out(tiny_model, datas
                      control=control, watchdog=Watchdog(min_available=2 ** 60))
 
 
-def test_full_fine_tune_saves_the_whole_model(tiny_model, dataset_dir, tmp_path):
+def test_full_fine_tune_saves_the_whole_model_and_evaluates(tiny_model, dataset_dir, tmp_path):
+    from gt_finetune.eval import EvalSpec, evaluate
+
     run = run_training(spec_for(tiny_model("chatml"), method="full", max_steps=2, learning_rate=1e-4),
                        dataset_dir=dataset_dir, home=tmp_path / "h", control=RunControl(tmp_path / "c"))
     assert (run.path / "model" / "config.json").is_file() and not (run.path / "adapter").exists()
+    (dataset_dir / "eval.jsonl").write_text((dataset_dir / "train.jsonl").read_text().splitlines()[0] + "\n")
+    result = evaluate(EvalSpec(samples=0), dataset_dir=dataset_dir, train_dir=run.path, home=tmp_path / "h")
+    assert result.base_loss != result.tuned_loss
 
 
 @pytest.mark.slow
