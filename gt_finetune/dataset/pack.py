@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-from .build import IGNORE
+from .template import IGNORE
 
 
 def best_fit(lengths: list[int], capacity: int) -> list[list[int]]:
