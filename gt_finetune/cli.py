@@ -141,6 +141,12 @@ def status(job_id, as_json, home, town):
                + f"  {info['run']}")
     for s in info["steps"]:
         click.echo(f"  {s['id']:<10} {s['state']:<8} {s['summary'] or s['error']}")
+    if info["training"]:
+        from .train.progress import duration
+
+        t = info["training"]
+        click.echo(f"  training now (pid {t['pid']}): step {t['step']}/{t['max_steps'] or '?'}"
+                   + (f", loss {t['loss']:.4f}, ETA {duration(t['eta_s'])}" if t["loss"] is not None else ""))
     if info["eval_report"]:
         r = info["eval_report"]
         click.echo(f"  eval: held-out loss tuned {r['tuned_loss']:.4f} vs base {r['base_loss']:.4f} "
@@ -151,7 +157,7 @@ def status(job_id, as_json, home, town):
         click.echo("  history: " + " -> ".join(_history_labels(info["history"])))
     if info["last_event"]:
         click.echo(f"  last event: {info['last_event']}")
-    if info["state"] == "failed":
+    if info["state"] in ("failed", "paused"):
         click.echo(f"  notes: {info['notes']}")
 
 

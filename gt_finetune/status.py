@@ -35,9 +35,29 @@ def job_status(session: Session, job_id: str) -> dict:
         "progress": f"{done}/{len(record.steps)}", "started": record.created_at,
         "steps": [{"id": k, "state": v.state, "summary": v.summary, "error": v.error, "output": v.output}
                   for k, v in record.steps.items()],
-        "last_event": last_event(session, job_id), "eval_bead": children[0].id if children else "",
+        "last_event": last_event(session, job_id), "training": live_training(session.home, job_id), "eval_bead": children[0].id if children else "",
         "eval_report": report, "history": history, "notes": notes, "close_reason": close_reason,
     }
+
+
+def live_training(home: Path, job_id: str) -> dict | None:
+    """Where a running trainer is, from its live metrics: step, loss, and an ETA from recent steps."""
+    from .train import job_control
+
+    worker = job_control(home, job_id).worker()
+    if worker is None:
+        return None
+    metrics = Path(f"{worker['output']}.work") / "metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
+    steps = [r for r in rows if r.get("kind", "step") == "step"]
+    if not steps:
+        return {"pid": worker["pid"], "step": 0, "max_steps": None, "loss": None, "eta_s": None}
+    recent = steps[-10:]
+    per_step = (recent[-1]["elapsed_s"] - recent[0]["elapsed_s"]) / max(len(recent) - 1, 1) if len(recent) > 1 \
+        else recent[-1]["elapsed_s"]
+    last = steps[-1]
+    return {"pid": worker["pid"], "step": last["step"], "max_steps": last["max_steps"], "loss": last["loss"],
+            "eta_s": round(per_step * (last["max_steps"] - last["step"]))}
 
 
 def all_jobs(session: Session) -> list[dict]:

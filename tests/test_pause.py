@@ -37,6 +37,8 @@ def wait_until_training(isolated, proc, timeout=240):
 def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
     proc = start_job(isolated, tiny_model("chatml"), max_steps=150)
     job_id = wait_until_training(isolated, proc)
+    assert main(["status", job_id]) == 0
+    assert "training now (pid" in capsys.readouterr().out
     assert main(["pause", job_id, "--reason", "agents need the memory"]) == 0
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err
@@ -47,6 +49,9 @@ def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
     mail = [json.loads(x) for x in (isolated / "mail.jsonl").read_text().splitlines()]
     assert any(m["subject"].startswith(f"FT_PAUSED: {job_id}") for m in mail)
     capsys.readouterr()
+    assert main(["status", job_id]) == 0
+    out = capsys.readouterr().out
+    assert f"{job_id}  paused" in out and "agents need the memory" in out
     assert main(["pause", job_id]) == 1  # nothing runs now
     assert "not training right now" in capsys.readouterr().err
 
