@@ -121,7 +121,8 @@ def train_action(ctx: StepContext) -> StepOutput:
         milestone=lambda text: session.store.comment(job_id, text))
     dataset_dir = ctx.need("dataset")
     manifest = run_training(spec, dataset_dir=dataset_dir, home=session.home, control=job_control(session.home, job_id),
-                            processes=int(p.get("processes", 1)), on_row=progress, watchdog=watchdog_for(session.home))
+                            processes=int(p.get("processes", 1)), torchrun_args=str(p.get("torchrun_args") or ""),
+                            on_row=progress, watchdog=watchdog_for(session.home))
     model = Registry(session.home).register(
         model_id=f"{job_id}-{manifest.path.name}", job_id=job_id,
         corpus_id=read_manifest(ctx.need("corpus"))["id"], dataset_id=read_manifest(dataset_dir)["id"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import ExternalError, GTFinetuneError, Stopped
+from ..errors import ExternalError, GTFinetuneError, InputError, Stopped
 from ..workspace import is_complete, write_json
 from .control import PAUSE, RunControl
 from .recipe import TrainManifest, TrainSpec, manifest_of, output_dir
@@ -68,9 +69,29 @@ def job_control(home: Path, job_id: str) -> RunControl:
     return RunControl(home / "jobs" / f"{job_id}.run")
 
 
+def launch_command(request: Path, *, processes: int = 1, torchrun_args: str = "") -> list[str]:
+    """The worker's argv: plain Python for one process; torchrun (`--standalone` on one machine,
+    or the operator's rendezvous flags for several) otherwise. An argument list, never a shell string.
+
+    Raises:
+        InputError: `torchrun_args` holds something other than `--flag[=value]` options.
+    """
+    module = ["-m", "gt_finetune.train.worker", str(request)]
+    extra = shlex.split(torchrun_args)
+    bad = [a for a in extra if not a.startswith("--")]
+    if bad:
+        raise InputError(f"`torchrun_args` takes only --options (e.g. `--nnodes=2 --node_rank=0 "
+                         f"--rdzv_endpoint=host:29500`), got `{bad[0]}`")
+    if processes <= 1 and not extra:
+        return [sys.executable, *module]
+    return [sys.executable, "-m", "torch.distributed.run", *(extra or ["--standalone"]),
+            f"--nproc_per_node={processes}", *module]
+
+
 def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl, processes: int = 1,
-                 on_row: Callable[[dict], None] | None = None, watchdog: Watchdog | None = None) -> TrainManifest:
-    """Train in a child process (or `processes` torchrun ranks); return the finished run.
+                 torchrun_args: str = "", on_row: Callable[[dict], None] | None = None,
+                 watchdog: Watchdog | None = None) -> TrainManifest:
+    """Train in a child process (or `processes` torchrun ranks per machine); return the finished run.
 
     Raises:
         TrainingStopped: paused or cancelled on request; the checkpoint is kept.
@@ -87,9 +108,10 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     request = work / "request.json"
     write_json(request, {"spec": asdict(spec), "dataset_dir": str(dataset_dir), "home": str(home),
                          "control_dir": str(control.dir)})
-    module = ["-m", "gt_finetune.train.worker", str(request)]
-    command = [sys.executable, *module] if processes <= 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *module]
+    command = launch_command(request, processes=processes, torchrun_args=torchrun_args)
+    if torchrun_args:
+        print(f"  on every other machine of this run (shared {home}), start the same ranks with its own "
+              f"--node_rank:\n    {shlex.join(command)}", file=sys.stderr)
     (work / "metrics.jsonl").unlink(missing_ok=True)  # the trainer rewrites it from its checkpoint
     tail = _Tail(work / "metrics.jsonl")
     proc = subprocess.Popen(command, start_new_session=True)

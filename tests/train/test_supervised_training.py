@@ -118,3 +118,18 @@ def test_two_ranks_under_torchrun_end_with_identical_weights(tiny_model, dataset
     manifest = read_manifest(run.path)
     assert manifest["processes"] == 2
     assert len(manifest["rank_checksums"]) == 2 and len(set(manifest["rank_checksums"])) == 1
+
+
+def test_launch_command_is_an_argument_list_and_refuses_anything_but_options(tmp_path):
+    import sys
+
+    from gt_finetune.errors import InputError
+    from gt_finetune.train.supervise import launch_command
+
+    request = tmp_path / "request.json"
+    assert launch_command(request) == [sys.executable, "-m", "gt_finetune.train.worker", str(request)]
+    assert launch_command(request, processes=4)[3:6] == ["--standalone", "--nproc_per_node=4", "-m"]
+    multi = launch_command(request, processes=2, torchrun_args="--nnodes=2 --node_rank=1 --rdzv_endpoint=h:29500")
+    assert "--standalone" not in multi and "--node_rank=1" in multi
+    with pytest.raises(InputError, match="takes only --options"):
+        launch_command(request, torchrun_args="--nnodes=2; rm -rf ~")
