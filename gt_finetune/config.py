@@ -1,4 +1,5 @@
-"""`<home>/config.toml`: the operator's settings for hygiene (redaction, health gate), checked on load.
+"""`<home>/config.toml`: the operator's settings for hygiene (redaction, health gate) and the
+training planner's memory budget, checked on load.
 
     [redaction]
     disabled_rules = ["email"]          # rule ids, see `gt-finetune corpus rules`
@@ -12,6 +13,10 @@
     min_examples = 50
     min_tokens = 5000
     near_duplicate_threshold = 0.85
+
+    [plan]
+    reserve_gb = 1.5                    # kept free for Dolt and live agent sessions (CPU budget)
+    budget_gb = 0                       # an explicit budget in GB; 0: available memory - reserve_gb
 """
 from __future__ import annotations
 
