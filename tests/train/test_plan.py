@@ -1,5 +1,6 @@
 """The planner: parameter counts, the memory model's shape, budgets, NO-GO with a fix that fits,
 and (slow) a calibration run of the real trainer on the tiny model."""
+import importlib
 import json
 from dataclasses import replace
 
@@ -10,10 +11,10 @@ from gt_finetune.dataset import DatasetSpec, build_dataset
 from gt_finetune.dataset.pack import pack_rows
 from gt_finetune.errors import InputError
 from gt_finetune.train import TrainSpec
-from gt_finetune.train import plan as planner
 from gt_finetune.train.memory import GB, Workload, adapter_params, estimate, model_shape, param_count
 from gt_finetune.workspace import read_jsonl, write_json, write_jsonl
 
+planner = importlib.import_module("gt_finetune.train.plan")  # the module, even if `plan()` is re-exported
 PROCESS = 400 * 10 ** 6  # stands in for the measured process baseline in fast tests
 
 
