@@ -106,15 +106,36 @@ def dataset_action(ctx: StepContext) -> StepOutput:
                                      f"{audit['trained_share']:.0%} of tokens trained, {manifest.dropped} dropped")
 
 
-def train_action(ctx: StepContext) -> StepOutput:
-    p, job_id, session = ctx.params, ctx.job.job_id, ctx.session
-    spec = TrainSpec(base_model=str(p["base_model"]), max_steps=int(p.get("max_steps", 60)),
+def train_spec(p: dict) -> TrainSpec:
+    return TrainSpec(base_model=str(p["base_model"]), max_steps=int(p.get("max_steps", 60)),
                      learning_rate=float(p.get("learning_rate", 3e-4)), batch_size=int(p.get("batch_size", 4)),
                      grad_accum=int(p.get("grad_accum", 1)), seed=int(p.get("seed", 0)),
                      checkpoint_every=int(p.get("checkpoint_every", 20)), packing=flag(p.get("packing", True)),
                      method=str(p.get("method") or "lora"), dtype=str(p.get("dtype") or "auto"),
                      gradient_checkpointing=flag(p.get("gradient_checkpointing", False)),
                      lora=LoraSpec(r=int(p.get("lora_r", 8)), alpha=int(p.get("lora_alpha", 16))))
+
+
+def plan_action(ctx: StepContext) -> StepOutput:
+    """Estimate peak memory and time before training; NO-GO stops the job with the change that
+    fits, unless `force`."""
+    from .train.plan import plan, refuse_unless_go, save_plan
+
+    dataset_dir = ctx.need("dataset")
+    planned = plan(train_spec(ctx.params), dataset_dir=dataset_dir, home=ctx.session.home,
+                   calibrate=flag(ctx.params.get("calibrate", True)))
+    print(planned.render(), file=sys.stderr)
+    out = save_plan(planned, dataset_dir=dataset_dir, home=ctx.session.home)
+    refuse_unless_go(planned, force=flag(ctx.params.get("force", False)))
+    speed = f", {planned.calibration.seconds_per_step:.1f} s/step" if planned.calibration else ""
+    verdict = "GO" if planned.go else "NO-GO, FORCED"
+    return StepOutput(out, f"{verdict}: peak ≈ {planned.estimate.total / 1e9:.2f} GB of "
+                           f"{planned.budget.bytes / 1e9:.2f} GB{speed}")
+
+
+def train_action(ctx: StepContext) -> StepOutput:
+    p, job_id, session = ctx.params, ctx.job.job_id, ctx.session
+    spec = train_spec(p)
     progress = TrainProgress(
         every=int(p.get("progress_every", 10)),
         event=lambda payload: session.notifier.event("finetune_progress", {"issue": job_id, **payload}),
@@ -127,10 +148,23 @@ def train_action(ctx: StepContext) -> StepOutput:
         model_id=f"{job_id}-{manifest.path.name}", job_id=job_id,
         corpus_id=read_manifest(ctx.need("corpus"))["id"], dataset_id=read_manifest(dataset_dir)["id"],
         train_dir=str(manifest.path), base_model=spec.base_model)
-    measured = read_manifest(manifest.path).get("measured", {})
-    peak = f"; peak memory {measured['peak_rss'] / 2 ** 30:.2f} GB" if measured.get("peak_rss") else ""
-    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}{peak}; "
+    return StepOutput(manifest.path, f"{manifest.steps} steps, final loss {manifest.final_loss:.4f}"
+                                     f"{_memory_note(manifest.path, ctx.job.output_of('plan'))}; "
                                      f"model {model.id} ({model.state})")
+
+
+def _memory_note(train_dir: Path, plan_dir: Path | None) -> str:
+    """Measured peak memory, next to the planner's estimate when the job planned: the run log
+    keeps both, so estimates can be checked against reality."""
+    measured = read_manifest(train_dir).get("measured", {})
+    peak = measured.get("peak_gpu") or measured.get("peak_rss")
+    if not peak:
+        return ""
+    note = f"; peak memory {peak / 1e9:.2f} GB measured"
+    if plan_dir and (plan_dir / "manifest.json").is_file():
+        estimate = read_manifest(plan_dir)["estimate"]["total_bytes"]
+        note += f" vs {estimate / 1e9:.2f} GB planned ({(estimate - peak) / peak:+.0%})"
+    return note
 
 
 def flag(value) -> bool:
@@ -166,6 +200,7 @@ def review_action(ctx: StepContext) -> StepOutput:
 ACTIONS: dict[str, Action] = {
     "corpus": Action("corpus", corpus_action),
     "dataset": Action("dataset", dataset_action),
+    "plan": Action("plan", plan_action),
     "train": Action("train", train_action),
     "eval": Action("eval", eval_action),
     "review": Action(None, review_action),

@@ -60,8 +60,10 @@ def cli():
 @cli.command()
 @click.argument("formula")
 @click.option("--var", "var", multiple=True, metavar="K=V", help="Set a formula var (repeatable).")
+@click.option("--force", is_flag=True, help="Same as `--var force=true`: train past the size gate and the "
+              "planner's NO-GO (recorded on the job).")
 @common
-def run(formula, var, home, town):
+def run(formula, var, force, home, town):
     """Run a formula end to end as one job; prints the job id last.
 
     \b
@@ -70,7 +72,7 @@ def run(formula, var, home, town):
     """
     from .runner import run_formula
 
-    overrides = parse_vars(var)
+    overrides = {**parse_vars(var), **({"force": "true"} if force else {})}
     session = session_for(home, town)
     job_id = run_formula(session, formula, overrides)
     click.echo(job_id)
@@ -206,6 +208,30 @@ def reject(job_id, reason, home, town):
     from .runner import decide_review
 
     click.echo(decide_review(session_for(home, town), job_id, approve=False, reason=reason))
+
+
+@cli.command(name="plan")
+@click.argument("formula", default="finetune-lora")
+@click.option("--var", multiple=True, metavar="KEY=VALUE", help="Set a formula var (repeatable).")
+@click.option("--no-calibrate", is_flag=True, help="Estimate only; do not measure a few real training steps.")
+@click.option("--json", "as_json", is_flag=True, help="The plan as JSON on stdout.")
+@common
+def plan_command(formula, var, no_calibrate, as_json, home, town):
+    """Estimate a formula's peak memory and time before training: GO or NO-GO with the change that fits.
+
+    Builds (or reuses) the corpus and dataset, then plans without opening a job. Exits 1 on NO-GO.
+
+    \b
+    Example:
+      gt-finetune plan finetune-lora --var batch_size=8
+    """
+    from .runner import plan_formula
+    from .train.plan import refuse_unless_go
+
+    planned = plan_formula(session_for(home, town, quiet=as_json), formula, parse_vars(var),
+                           calibrate=not no_calibrate)
+    click.echo(json.dumps(planned.as_dict(), indent=2) if as_json else planned.render())
+    refuse_unless_go(planned)
 
 
 @cli.command()

@@ -12,7 +12,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .actions import ACTIONS, StepContext
+from .actions import ACTIONS, StepContext, train_spec
 from .beads import lifecycle
 from .beads.embedded import now_iso
 from .errors import GTFinetuneError, InputError
@@ -73,6 +73,31 @@ def run_formula(session: Session, name: str, overrides: dict[str, str]) -> str:
     print(f"job {job.job_id}: {formula.name}, steps {' -> '.join(job.steps)}", file=sys.stderr)
     run_steps(session, job, formula)
     return job.job_id
+
+
+def plan_formula(session: Session, name: str, overrides: dict[str, str], *, calibrate: bool):
+    """`gt-finetune plan`: build (or reuse) the corpus and dataset the formula's plan step needs and
+    plan its training, without opening a job — no bead, no mail. The stages are cached by content,
+    so a `run` with the same vars afterwards reuses them."""
+    from .train.plan import plan
+
+    formula = load_runnable(session, name)
+    variables = formula.resolve_vars(overrides)
+    steps = {s.finetune["action"]: s for s in formula.ordered_steps()}
+    planner = steps.get("plan") or steps.get("train")
+    if planner is None or "dataset" not in steps:
+        raise InputError(f"formula `{formula.name}` has no dataset and plan/train steps to plan",
+                         hint="plan a training formula such as `finetune-lora`")
+    job = JobRecord(job_id="plan", formula=formula.name, formula_path=str(formula.path), run="plan",
+                    vars=variables, created_at=now_iso())
+    for action in ("corpus", "dataset"):
+        step = steps[action]
+        params = formula.render({k: v for k, v in step.finetune.items() if k != "action"}, variables)
+        out = ACTIONS[action].run(StepContext(session=session, job=job, step=step, params=params))
+        job.steps[step.id] = StepRecord(state=DONE, action=action, output=str(out.output), summary=out.summary)
+        print(f"{step.id}: {out.summary}", file=sys.stderr)
+    params = formula.render({k: v for k, v in planner.finetune.items() if k != "action"}, variables)
+    return plan(train_spec(params), dataset_dir=job.output_of("dataset"), home=session.home, calibrate=calibrate)
 
 
 def resume(session: Session, job_id: str) -> str:

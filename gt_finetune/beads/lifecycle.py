@@ -20,7 +20,7 @@ from .store import Bead, BeadStore
 
 READY, ACTIVE, REVIEW, DONE, FAILED, CANCELLED = "ready", "active", "review", "done", "failed", "cancelled"
 PAUSED = "paused"
-STAGES = ("corpus", "dataset", "train", "eval", "export")
+STAGES = ("corpus", "dataset", "plan", "train", "eval", "export")
 JOB_LABEL = "ft:job"
 FAILED_LABEL = "ft:failed"
 PAUSED_LABEL = "ft:paused"
