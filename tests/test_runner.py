@@ -34,14 +34,14 @@ def test_run_moves_job_ready_active_review_with_mail_and_feed(capsys, isolated):
     assert code == 0, err
     job_id = out.strip().splitlines()[-1]
     assert job_id.startswith("ft-")
-    assert dict(calls) == {"corpus": 1, "dataset": 1, "train": 1, "eval": 1}
+    assert dict(calls) == {"corpus": 1, "dataset": 1, "plan": 1, "train": 1, "eval": 1}
     assert "beads: embedded store at" in err
 
     code, out, _ = run_cli(capsys, "status", job_id, "--json")
     info = json.loads(out)
     assert info["state"] == "review"
     assert _history_labels(info["history"]) == [
-        "ready", "active(corpus)", "active(dataset)", "active(train)", "active(eval)", "review"]
+        "ready", "active(corpus)", "active(dataset)", "active(plan)", "active(train)", "active(eval)", "review"]
     assert info["eval_bead"] == f"{job_id}.1"
     assert info["eval_report"]["improved"] is True
 
@@ -53,7 +53,7 @@ def test_run_moves_job_ready_active_review_with_mail_and_feed(capsys, isolated):
 
     events = lines(isolated / "events.jsonl")
     steps = [(e["type"], e["payload"]["step"]) for e in events if e["type"].startswith("finetune_step")]
-    assert steps == [(t, s) for s in ("corpus", "dataset", "train", "eval", "review")
+    assert steps == [(t, s) for s in ("corpus", "dataset", "plan", "train", "eval", "review")
                      for t in ("finetune_step_started", "finetune_step_finished")]
     assert all(set(e) == {"ts", "source", "type", "actor", "payload", "visibility"} for e in events)
 
@@ -79,7 +79,7 @@ def test_failed_step_leaves_job_failed_with_resume_command_then_resume_skips_don
     failing.clear()
     code, out, err = run_cli(capsys, "resume", job_id)
     assert code == 0, err
-    assert dict(calls) == {"corpus": 1, "dataset": 1, "train": 2, "eval": 1}
+    assert dict(calls) == {"corpus": 1, "dataset": 1, "plan": 1, "train": 2, "eval": 1}
     assert "step corpus: done already" in err
     assert store.show(job_id).status == "review"
 
@@ -117,11 +117,11 @@ def test_steps_under_gt_formula_run_share_one_job_bead(capsys, isolated):
     store = EmbeddedStore(isolated / "beads.db")
     root = store.create("finetune-lora: Fine-tune a small local model (5 steps)", issue_type="convoy")
     step_beads = {}
-    for step in ("corpus", "dataset", "train", "eval", "review"):
+    for step in ("corpus", "dataset", "plan", "train", "eval", "review"):
         step_beads[step] = store.create(f"step {step}").id
         store.add_dependency(root.id, step_beads[step], "tracks")
     jobs = set()
-    for step in ("corpus", "dataset", "train", "eval", "review"):
+    for step in ("corpus", "dataset", "plan", "train", "eval", "review"):
         code, out, err = run_cli(capsys, "step", step, "--bead", step_beads[step])
         assert code == 0, err
         jobs.add(out.strip())
@@ -129,7 +129,7 @@ def test_steps_under_gt_formula_run_share_one_job_bead(capsys, isolated):
     assert len(jobs) == 1
     job = store.show(jobs.pop())
     assert f"ft:workflow:{root.id}" in job.labels and job.status == "review"
-    assert dict(calls) == {"corpus": 1, "dataset": 1, "train": 1, "eval": 1}
+    assert dict(calls) == {"corpus": 1, "dataset": 1, "plan": 1, "train": 1, "eval": 1}
 
 
 def test_step_refuses_to_run_before_its_needs(capsys, isolated):
@@ -138,7 +138,7 @@ def test_step_refuses_to_run_before_its_needs(capsys, isolated):
     lonely = store.create("a step bead with no workflow")
     code, _, err = run_cli(capsys, "step", "train", "--bead", lonely.id)
     assert code == 1
-    assert "step `train` needs `dataset` to finish first" in err
+    assert "step `train` needs `plan` to finish first" in err
 
 
 def test_mail_recipients_come_from_the_formula_vars(capsys, isolated):
@@ -210,7 +210,7 @@ def test_in_a_town_steps_write_beads_with_bd_mail_with_gt_and_events_to_the_town
     hq.run("create", "--id=hq-wf-abc12", "--force", "--type=convoy",
            "--title=finetune-lora: Fine-tune a small local model (5 steps)")
     steps = {}
-    for step in ("corpus", "dataset", "train", "eval", "review"):
+    for step in ("corpus", "dataset", "plan", "train", "eval", "review"):
         steps[step] = ft.create(f"step {step}").id
         hq.add_dependency("hq-wf-abc12", f"external:ft:{steps[step]}", "tracks")
 
@@ -224,20 +224,20 @@ def test_in_a_town_steps_write_beads_with_bd_mail_with_gt_and_events_to_the_town
     job = ft.show(job_id)
     assert job.status == "review" and "ft:workflow:hq-wf-abc12" in job.labels
     assert (town / ".gt-finetune" / "jobs" / f"{job_id}.json").is_file()
-    assert dict(calls) == {"corpus": 1, "dataset": 1, "train": 1, "eval": 1}
+    assert dict(calls) == {"corpus": 1, "dataset": 1, "plan": 1, "train": 1, "eval": 1}
     sent = lines(tmp_path / "gt-mail.log")
     assert [(m["to"], m["subject"].split(":")[0]) for m in sent] == [
         ("overseer", "FT_READY"), ("overseer", "FT_ACTIVE"), ("overseer", "FT_REVIEW"),
         ("finetune/witness", "FT_REVIEW")]
     assert all(m["cwd"] == str(town) for m in sent)
     feed = lines(town / ".events.jsonl")
-    assert sum(e["type"] == "finetune_step_finished" for e in feed) == 5
+    assert sum(e["type"] == "finetune_step_finished" for e in feed) == 6
     bd_calls = [json.loads(x) for x in (rig / ".beads" / "fake-bd.log").read_text().splitlines()]
     assert {c["cwd"] for c in bd_calls} == {str(rig)}
     code, out, err = run_cli(capsys, "status", job_id, "--json", "--town", str(town))
     assert code == 0, err
     assert _history_labels(json.loads(out)["history"]) == [
-        "ready", "active(corpus)", "active(dataset)", "active(train)", "active(eval)", "review"]
+        "ready", "active(corpus)", "active(dataset)", "active(plan)", "active(train)", "active(eval)", "review"]
 
 
 def test_size_gate_stops_the_job_with_guidance_unless_forced(capsys, isolated, tmp_path):

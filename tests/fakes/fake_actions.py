@@ -1,6 +1,6 @@
 """Cheap stand-ins for the model stages, so runner tests exercise beads, mail and feed in seconds.
 
-`install(calls)` swaps corpus/dataset/train/eval for functions that write a complete stage
+`install(calls)` swaps corpus/dataset/plan/train/eval for functions that write a complete stage
 folder and count their calls; review stays real. `FAKE_TRAIN_SLEEP=<s>` makes train write
 `train-started` in the workspace and sleep (for kill tests in a subprocess).
 """
@@ -33,7 +33,7 @@ def _stage(name, calls, fail_on=None):
 
 def install(monkeypatch=None, calls=None, fail_on=None):
     calls = Counter() if calls is None else calls
-    for name in ("corpus", "dataset", "train", "eval"):
+    for name in ("corpus", "dataset", "plan", "train", "eval"):
         action = actions.Action(name, _stage(name, calls, fail_on))
         if monkeypatch is not None:
             monkeypatch.setitem(actions.ACTIONS, name, action)
