@@ -35,7 +35,7 @@ def wait_until_training(isolated, proc, timeout=240):
 
 @pytest.mark.slow
 def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
-    proc = start_job(isolated, tiny_model("chatml"), max_steps=150)
+    proc = start_job(isolated, tiny_model("chatml"), max_steps=60)
     job_id = wait_until_training(isolated, proc)
     assert main(["status", job_id]) == 0
     assert "training now (pid" in capsys.readouterr().out
@@ -66,7 +66,7 @@ def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
 
 @pytest.mark.slow
 def test_cancel_stops_the_trainer_and_closes_the_bead(tiny_model, isolated, capsys):
-    proc = start_job(isolated, tiny_model("chatml"), max_steps=400)
+    proc = start_job(isolated, tiny_model("chatml"), max_steps=60)
     job_id = wait_until_training(isolated, proc)
     assert main(["cancel", job_id, "--reason", "wrong source"]) == 0
     _, err = proc.communicate(timeout=120)
