@@ -12,7 +12,6 @@ def load_model(spec, model_dir: Path, *, device):
     """Raises:
         InputError: QLoRA without CUDA or bitsandbytes; a dtype the device cannot run.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(spec.dtype, device)
