@@ -89,9 +89,10 @@ def collate(rows: list[dict], pad_id: int, *, attention_mask: bool = False, devi
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def logits(model, batch: dict):
+def logits(model, batch: dict, *, keep=None):
     """The model's logits for a `collate`d batch, under the two conditions packing needs (module
-    docstring): no KV cache, and for flash-attention a single row.
+    docstring): no KV cache, and for flash-attention a single row. `keep`: only these positions
+    (a 1-D index tensor; transformers' `logits_to_keep`).
 
     Raises:
         ValueError: flash-attention with more than one row (it would attend across examples).
@@ -102,4 +103,6 @@ def logits(model, batch: dict):
         raise ValueError(f"`{attn}` isolates packed examples only in a batch of one row, got "
                          f"{batch['input_ids'].shape[0]} rows; use `sdpa` or `eager` attention")
     inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
+    if keep is not None:
+        inputs["logits_to_keep"] = keep
     return model(**inputs, use_cache=False).logits

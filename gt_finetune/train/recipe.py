@@ -164,7 +164,9 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl
             with _sync_on_last(accelerator, model, last=k == len(batches) - 1):
                 # DDP averages gradients over ranks; scaling by `world` makes that the sum, so the
                 # step's gradient is that of the loss over every rank's tokens.
-                loss = weighted_loss(logits(model, b), b["labels"], b["weights"], float(total[0])) * world
+                keep = trained_positions(b["labels"])
+                loss = weighted_loss(logits(model, b, keep=keep), b["labels"], b["weights"], float(total[0]),
+                                     positions=keep) * world
                 accelerator.backward(loss)
             loss_sum += loss.detach().double() / world
         loss_sum = accelerator.reduce(loss_sum, reduction="sum")
@@ -208,16 +210,31 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl
     return manifest_of(out)
 
 
-def weighted_loss(logits, labels, weights, weight_sum: float):
+def weighted_loss(logits, labels, weights, weight_sum: float, *, positions=None):
     """Next-token loss where each trained token counts by its weight (`weights` is [B, T]: its
     example's weight, as model-written text is down-weighted by the corpus health step), divided by
     the weighted token count of the whole accumulated step (`trained_weight` summed over its
-    micro-batches and ranks) — so the loss is the same however the step is split or packed."""
+    micro-batches and ranks) — so the loss is the same however the step is split or packed.
+
+    `logits` are for every position, or only for `positions` (see `trained_positions`), where
+    `logits[:, k]` predicts `labels[:, positions[k] + 1]`.
+    """
     import torch
 
-    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+    if positions is None:
+        positions = torch.arange(labels.shape[1] - 1, device=labels.device)
+        logits = logits[:, :-1]
+    targets, target_weights = labels[:, positions + 1], weights[:, positions + 1]
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                                   ignore_index=IGNORE, reduction="none")
-    return (per_token * weights[:, 1:]).sum() / max(weight_sum, 1e-8)
+    return (per_token * target_weights.reshape(-1)).sum() / max(weight_sum, 1e-8)
+
+
+def trained_positions(labels):
+    """Positions whose next token is trained in some row: the only ones that need logits. With a
+    large vocabulary the LM head over every position (prompts, tool output, padding) is a fifth of
+    the forward pass and most of its memory."""
+    return (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)
 
 
 def trained_weight(labels, weights) -> float:

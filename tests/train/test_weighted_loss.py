@@ -52,3 +52,30 @@ def test_split_into_micro_batches_gives_the_same_gradient_signal():
     parts = (weighted_loss(logits[:1], labels[:1], weights[:1], weight_sum)
              + weighted_loss(logits[1:], labels[1:], weights[1:], weight_sum))
     assert torch.allclose(whole, parts)
+
+
+def test_logits_for_trained_positions_only_give_the_same_loss_and_gradients(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from gt_finetune.dataset.pack import logits as model_logits
+    from gt_finetune.dataset.pack import pack_rows
+    from gt_finetune.train.recipe import trained_positions
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model("chatml"), dtype=torch.float32)
+    rows = pack_rows([{"id": "a", "input_ids": list(range(10, 40)), "labels": [IGNORE] * 20 + list(range(30, 40))},
+                      {"id": "b", "input_ids": list(range(50, 70)), "labels": [IGNORE] * 5 + list(range(55, 70)),
+                       "weight": 0.5}], 64)
+    batch = collate(rows, pad_id=0)
+    weight_sum = trained_weight(batch["labels"], batch["weights"])
+    keep = trained_positions(batch["labels"])
+    assert len(keep) == 10 + 15 < batch["labels"].shape[1]
+    losses, grads = [], []
+    for positions in (None, keep):
+        model.zero_grad()
+        loss = weighted_loss(model_logits(model, batch, keep=positions), batch["labels"], batch["weights"],
+                             weight_sum, positions=positions)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(model.lm_head.weight.grad.clone())
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
