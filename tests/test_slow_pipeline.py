@@ -43,7 +43,7 @@ def test_run_killed_in_training_resumes_to_review_with_lower_tuned_loss(isolated
     checkpoints = []
     while not checkpoints and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(1)
-        checkpoints = list((isolated / "train").glob("*.checkpoint/manifest.json"))
+        checkpoints = list((isolated / "train").glob("*.work/checkpoint/manifest.json"))
     assert checkpoints, proc.communicate()[1].decode()[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -61,13 +61,13 @@ def test_run_killed_in_training_resumes_to_review_with_lower_tuned_loss(isolated
     labels = _history_labels(info["history"])
     assert labels[0] == "ready" and labels[-1] == "review"
     assert [x for x in labels if x.startswith("active")] == [
-        "active(corpus)", "active(dataset)", "active(train)", "active(eval)"]
+        "active(corpus)", "active(dataset)", "active(plan)", "active(train)", "active(eval)"]
 
     mail = [json.loads(x) for x in (isolated / "mail.jsonl").read_text().splitlines()]
     assert [m["subject"].split(":")[0] for m in mail if m["to"] == "overseer"] == ["FT_READY", "FT_ACTIVE",
                                                                                    "FT_REVIEW"]
     events = [json.loads(x) for x in (isolated / "events.jsonl").read_text().splitlines()]
     finished = [e["payload"]["step"] for e in events if e["type"] == "finetune_step_finished"]
-    assert finished == ["corpus", "dataset", "train", "eval", "review"]
+    assert finished == ["corpus", "dataset", "plan", "train", "eval", "review"]
     report = (isolated / "eval").glob("*/report.md")
     assert "held-out loss" in next(report).read_text()

@@ -101,11 +101,11 @@ def output_dir(spec: TrainSpec, *, dataset_dir: Path, home: Path) -> Path:
 
 
 def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl | None = None,
-          on_progress: Callable[[dict], None] | None = None) -> TrainManifest | dict:
+          supervisor_pid: int | None = None, on_progress: Callable[[dict], None] | None = None) -> TrainManifest | dict:
     """Train on `<dataset>/train.jsonl`; reuse a complete run with the same inputs.
 
     Returns the finished run, or `{"status": "paused"|"cancelled", "step", "reason"}` when
-    `control` asked it to stop (after a checkpoint).
+    `control` asked it to stop, or the job's process (`supervisor_pid`) died (after a checkpoint).
     """
     import torch
     from accelerate import Accelerator
@@ -148,7 +148,7 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl
     model.train()
     start, last_save = time.monotonic(), time.monotonic()
     while step < spec.max_steps:
-        request = _agreed_request(control, accelerator)
+        request = _agreed_request(control, accelerator, supervisor_pid)
         if request:
             return _stop(request, step, ckpt_dir, log, accelerator, model, optimizer, scheduler, control)
         optimizer.zero_grad(set_to_none=True)
@@ -268,14 +268,26 @@ def _lr_factor(step: int, spec: TrainSpec) -> float:
     return max(0.0, (spec.max_steps - step) / max(1, spec.max_steps - spec.warmup_steps))
 
 
-def _agreed_request(control: RunControl | None, accelerator) -> dict | None:
-    """A pause/cancel request every rank acts on at the same step (rank 0's view, broadcast)."""
+def _agreed_request(control: RunControl | None, accelerator, supervisor_pid: int | None) -> dict | None:
+    """A pause/cancel request every rank acts on at the same step (rank 0's view, broadcast). A
+    trainer whose job process was killed pauses itself, so `resume` never meets two trainers."""
     request = control.pending() if control and accelerator.is_main_process else None
+    if request is None and supervisor_pid and accelerator.is_main_process and not _alive(supervisor_pid):
+        request = {"action": "pause", "reason": f"the job's process (pid {supervisor_pid}) is gone"}
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         request = broadcast_object_list([request])[0]
     return request
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _stop(request: dict, step: int, ckpt_dir: Path, log: "_MetricsLog", accelerator, model, optimizer, scheduler,

@@ -103,11 +103,12 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     work = out.parent / f"{out.name}.work"
     work.mkdir(parents=True, exist_ok=True)
     control.dir.mkdir(parents=True, exist_ok=True)
+    _wait_for_previous(control)
     control.clear()  # a request left from an earlier run is not for this one
     (control.dir / "stopped.json").unlink(missing_ok=True)
     request = work / "request.json"
     write_json(request, {"spec": asdict(spec), "dataset_dir": str(dataset_dir), "home": str(home),
-                         "control_dir": str(control.dir)})
+                         "control_dir": str(control.dir), "supervisor_pid": os.getpid()})
     command = launch_command(request, processes=processes, torchrun_args=torchrun_args)
     if torchrun_args:
         print(f"  on every other machine of this run (shared {home}), start the same ranks with its own "
@@ -145,6 +146,21 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     raise GTFinetuneError(f"the trainer exited with code {proc.returncode} at step {tail.last_step}; "
                           "its error is printed above",
                           hint="fix the cause, then resume: it continues from the last checkpoint")
+
+
+def _wait_for_previous(control: RunControl, timeout_s: float = 600) -> None:
+    """A trainer left running by a killed job process notices and stops at its next step (it
+    checkpoints first); wait for it rather than start a second one on the same checkpoint."""
+    previous = control.worker()
+    if previous is None:
+        return
+    print(f"  waiting for the previous trainer (pid {previous['pid']}) to checkpoint and stop…", file=sys.stderr)
+    deadline = time.monotonic() + timeout_s
+    while control.worker() is not None:
+        if time.monotonic() > deadline:
+            raise ExternalError(f"a trainer for this job is still running (pid {previous['pid']})",
+                                hint=f"stop it with `kill {previous['pid']}`, then resume")
+        time.sleep(POLL_S)
 
 
 def _watch(proc, tail: "_Tail", control: RunControl, on_row, watchdog: Watchdog | None) -> int:

@@ -15,7 +15,8 @@ def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
         result = train(TrainSpec.from_dict(request["spec"]), dataset_dir=Path(request["dataset_dir"]),
-                       home=Path(request["home"]), control=RunControl(Path(request["control_dir"])))
+                       home=Path(request["home"]), control=RunControl(Path(request["control_dir"])),
+                       supervisor_pid=request.get("supervisor_pid"))
     except GTFinetuneError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -133,3 +133,42 @@ def test_launch_command_is_an_argument_list_and_refuses_anything_but_options(tmp
     assert "--standalone" not in multi and "--node_rank=1" in multi
     with pytest.raises(InputError, match="takes only --options"):
         launch_command(request, torchrun_args="--nnodes=2; rm -rf ~")
+
+
+def test_a_trainer_whose_job_process_is_killed_stops_itself_and_resume_finishes_identically(
+        tiny_model, dataset_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    spec = spec_for(tiny_model("chatml"), max_steps=30, checkpoint_every=100)
+    whole = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "a", control=RunControl(tmp_path / "ca"))
+    control = RunControl(tmp_path / "cb")
+    script = ("import sys, pathlib; from gt_finetune.train.control import RunControl; "
+              "from gt_finetune.train.recipe import TrainSpec; from gt_finetune.train.supervise import run_training; "
+              f"run_training(TrainSpec.from_dict({spec_dict(spec)!r}), dataset_dir=pathlib.Path({str(dataset_dir)!r}), "
+              f"home=pathlib.Path({str(tmp_path / 'b')!r}), control=RunControl(pathlib.Path({str(control.dir)!r})))")
+    job = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    metrics = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (metrics and '"step": 2' in metrics.read_text()):
+        found = list((tmp_path / "b" / "train").glob("*.work/metrics.jsonl")) if (tmp_path / "b" / "train").is_dir() else []
+        metrics = found[0] if found else None
+        time.sleep(0.1)
+    trainer = control.worker()
+    assert trainer is not None
+    job.kill()  # the job's process dies; its trainer is in a session of its own and lives on…
+    job.wait()
+    deadline = time.monotonic() + 120
+    while control.worker() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert control.worker() is None  # …until its next step, where it checkpoints and stops
+    assert control.outcome()["status"] == "paused" and "is gone" in control.outcome()["reason"]
+    resumed = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control)
+    assert_bit_identical(weights(whole), weights(resumed))
+
+
+def spec_dict(spec: TrainSpec) -> dict:
+    from dataclasses import asdict
+
+    return asdict(spec)
