@@ -70,9 +70,10 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
     """
     corpus_manifest = read_manifest(corpus_dir)
     model_dir = resolve_model(spec.base_model, home=home)
+    fingerprint = tokenizer_fingerprint(model_dir)
     replay_file = Path(spec.replay).expanduser() if spec.replay not in ("", "generate") else None
     cid = content_id({"spec": asdict(spec), "corpus": corpus_manifest["id"], "model": str(model_dir),
-                      "tokenizer": tokenizer_fingerprint(model_dir), "builder": BUILDER_VERSION,
+                      "tokenizer": fingerprint, "builder": BUILDER_VERSION,
                       "replay_file": _file_hash(replay_file) if replay_file and replay_file.is_file() else ""})
     out = home / "dataset" / short_id(cid)
     if is_complete(out):
@@ -103,7 +104,7 @@ def build_dataset(spec: DatasetSpec, *, corpus_dir: Path, home: Path) -> Dataset
             "schema_version": 1, "stage": "dataset", "id": cid, "inputs": [corpus_manifest["id"]],
             "spec": asdict(spec), "model_dir": str(model_dir),
             "template": {"end_of_turn": template.end_of_turn_text, "native_tools": template.native_tools,
-                         "tokenizer_fingerprint": tokenizer_fingerprint(model_dir)},
+                         "tokenizer_fingerprint": fingerprint},
             "counts": {"train": len(train) + len(replay), "eval": len(held_out), "dropped": len(dropped),
                        "replay": len(replay), "role_context": sum(1 for e in examples if e.get("role_context"))},
             "held_out_groups": sorted({e["group"] for e in held_out}), "mask_audit": summary})

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..dataset import load_split
+from ..device import pick_device
 from ..dataset.pack import collate, logits, pack_rows
 from ..errors import InputError
 from ..models import resolve_model
@@ -119,7 +120,7 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl
     ckpt_dir = work / "checkpoint"
 
     # -- setup ---------------------------------------------------------------------------
-    accelerator = Accelerator(cpu=_wants_cpu())
+    accelerator = Accelerator(cpu=pick_device() == "cpu")
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     main = accelerator.is_main_process
     torch.manual_seed(spec.seed)
@@ -341,14 +342,6 @@ def _rank_checksums(accelerator, model) -> list[str]:
         if p.requires_grad:
             digest.update(name.encode() + p.detach().float().cpu().numpy().tobytes())
     return gather_object([digest.hexdigest()])
-
-
-def _wants_cpu() -> bool:
-    import os
-
-    import torch
-
-    return os.environ.get("GT_FINETUNE_DEVICE", "") == "cpu" or not torch.cuda.is_available()
 
 
 def _pad_id(model_dir: Path) -> int:

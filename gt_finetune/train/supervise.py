@@ -117,9 +117,8 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     tail = _Tail(work / "metrics.jsonl")
     proc = subprocess.Popen(command, start_new_session=True)
     control.set_worker(proc.pid, processes=processes, output=str(out))
-    peak = 0
     try:
-        peak = _watch(proc, tail, control, on_row, watchdog)
+        _watch(proc, tail, control, on_row, watchdog)
     except KeyboardInterrupt:
         print("\n  interrupted: asking the trainer to save a checkpoint and stop (Ctrl-C again to kill it)",
               file=sys.stderr)
@@ -137,9 +136,7 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     outcome = control.outcome() or {}
     if proc.returncode == 0 and is_complete(out):
         control.clear()
-        manifest = manifest_of(out)
-        write_json(work.parent / f"{out.name}.peak.json", {"process_tree_peak_rss": peak})
-        return manifest
+        return manifest_of(out)
     if outcome.get("status") in ("paused", "cancelled"):
         raise TrainingStopped(PAUSE if outcome["status"] == "paused" else "cancel", outcome.get("step", 0),
                               outcome.get("reason", ""))
@@ -163,30 +160,19 @@ def _wait_for_previous(control: RunControl, timeout_s: float = 600) -> None:
         time.sleep(POLL_S)
 
 
-def _watch(proc, tail: "_Tail", control: RunControl, on_row, watchdog: Watchdog | None) -> int:
-    """Forward progress rows until the child exits; return the child's peak RSS (all its processes)."""
-    import psutil
-
-    peak, asked = 0, False
+def _watch(proc, tail: "_Tail", control: RunControl, on_row, watchdog: Watchdog | None) -> None:
+    """Forward progress rows and mind the memory until the child exits (its own manifest records
+    its measured peak)."""
+    asked = False
     while proc.poll() is None:
         for row in tail.rows():
             on_row and on_row(row)
-        peak = max(peak, _tree_rss(proc.pid, psutil))
         reason = watchdog.check() if watchdog and not asked else None
         if reason and control.pending() is None:
             print(f"  {reason}: asking the trainer to pause", file=sys.stderr)
             control.request(PAUSE, reason)
             asked = True
         time.sleep(POLL_S)
-    return peak
-
-
-def _tree_rss(pid: int, psutil) -> int:
-    try:
-        root = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-    except psutil.Error:
-        return 0
 
 
 class _Tail:
