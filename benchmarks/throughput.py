@@ -12,8 +12,9 @@ tokens: TRL gets `input_ids` and a `completion_mask` of our trained labels, with
 `completion_only_loss=True`, so its labels equal ours. What differs is batching: ours packs
 examples best-fit into rows of 512 tokens (a batch is `--batch-size` packed rows); TRL pads
 `--batch-size` examples to the longest (`packing=False`, `padding_free=False`). Each keeps its own
-loss path: TRL 1.16 always runs its fused LM head, which projects only the positions that have a
-label; ours computes full logits at every position. Our per-example loss weights (model-written
+loss path and attention: TRL 1.16 runs its fused LM head, which projects only the positions that
+have a label, and masked SDPA over each padded batch; ours projects the positions that have a label
+in some row and runs segment attention (causal SDPA per packed example, `gt_finetune.train.attention`). Our per-example loss weights (model-written
 text counts half) change the loss, not the work; TRL has none.
 
 Each trainer runs `--warmup` + `--steps` optimizer steps; only the last `--steps` are timed, from

@@ -1,13 +1,9 @@
 """Packing: several examples share one row of up to `max_seq_len` tokens, and never see each other.
 
 Padding a batch to its longest example spends a quarter to a half of its tokens on padding
-(`benchmarks/packing.py`); packing fills rows instead (best-fit decreasing). Isolation comes from position ids alone: each example's
-positions restart at 0, and with no attention mask transformers turns the restarts into a
-block-diagonal causal mask (`find_packed_sequence_indices` in `transformers.masking_utils`, for
-eager and sdpa). Padding restarts at 0 too, so it is a sequence of its own. Two conditions, both
-held by `logits`: no KV cache (with one, transformers skips the detection — and Llama's config
-turns the cache on by default, even in train mode), and for flash-attention one row per batch
-(its varlen path reads position ids only when the batch has a single row).
+(`benchmarks/packing.py`); packing fills rows instead (best-fit decreasing). Isolation comes from
+position ids alone: each example's positions restart at 0 (padding too, so it is a sequence of its
+own), and the trainer's attention keeps the runs apart (`gt_finetune.train.attention`).
 """
 from __future__ import annotations
 
@@ -88,21 +84,3 @@ def collate(rows: list[dict], pad_id: int, *, attention_mask: bool = False, devi
         batch["attention_mask"] = torch.tensor([[1] * len(r["input_ids"]) + [0] * p for r, p in zip(rows, pad)])
     return {k: v.to(device) for k, v in batch.items()}
 
-
-def logits(model, batch: dict, *, keep=None):
-    """The model's logits for a `collate`d batch, under the two conditions packing needs (module
-    docstring): no KV cache, and for flash-attention a single row. `keep`: only these positions
-    (a 1-D index tensor; transformers' `logits_to_keep`).
-
-    Raises:
-        ValueError: flash-attention with more than one row (it would attend across examples).
-    """
-    config = getattr(model, "module", model).config  # under DDP the model is wrapped
-    attn = getattr(config, "_attn_implementation", "") or ""
-    if "flash" in attn and "attention_mask" not in batch and batch["input_ids"].shape[0] > 1:
-        raise ValueError(f"`{attn}` isolates packed examples only in a batch of one row, got "
-                         f"{batch['input_ids'].shape[0]} rows; use `sdpa` or `eager` attention")
-    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
-    if keep is not None:
-        inputs["logits_to_keep"] = keep
-    return model(**inputs, use_cache=False).logits

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import resource
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,7 +185,7 @@ def estimate(w: Workload, shape: ModelShape, *, process_bytes: int, data_tokens:
         weights = params * act
     state = 4 if lora else act  # peft keeps adapters in fp32; full fine-tuning trains the weights' dtype
     tokens = w.tokens
-    masked = w.packing or w.batch_size > 1  # packed rows and padded batches carry an attention mask
+    masked = not w.packing and w.batch_size > 1  # padded batches carry a mask; packed rows run segment attention
     layer = _layer_floats(shape, w, masked)
     logit_bytes = tokens * shape.vocab * (LOGIT_COPIES_FP32 * 4 + (act if act != 4 else 0))
     unchecked = tokens * (shape.layers * layer + _shared_floats(shape, w, masked)) * act
@@ -222,7 +224,11 @@ def _layer_floats(shape: ModelShape, w: Workload, masked: bool) -> int:
     stream = 3 * h  # the two residual sums and the rotated queries
     norms = 2  # rsqrt of each RMSNorm
     grouped = shape.kv_heads < shape.heads
-    if shape.attention == "eager":
+    if w.packing:
+        # segment attention: sdpa per example with GQA and no mask saves its keys, values, output
+        # and logsumexp (their concatenation, o_proj's input, is saved only by a LoRA on o_proj)
+        attention = 2 * kv + q + shape.heads
+    elif shape.attention == "eager":
         # repeat_kv'd keys and values, and the softmax probabilities (heads × seq per token)
         attention = (2 * q if grouped else 2 * kv) + shape.heads * t
     else:
@@ -282,3 +288,18 @@ def _count_on_meta(model_dir: Path) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
     return sum(p.numel() for p in model.parameters())
+
+
+def peak_rss() -> int:
+    """This process's peak RSS in bytes. Linux keeps `ru_maxrss` across fork and exec, so a child
+    started by a big parent reports the parent's peak as its own; the address space's high-water
+    mark (`VmHWM`, new at exec) is the child's alone."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024

@@ -1,11 +1,14 @@
 """The model a recipe trains: the base with a LoRA adapter, a 4-bit base with one (QLoRA), or
-every weight (full), in the dtype the device does best, optionally with gradient checkpointing."""
+every weight (full), in the dtype the device does best, optionally with gradient checkpointing;
+packed rows run segment attention (see `attention`)."""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
 from ..errors import InputError
+from .attention import SEGMENTS
+from .attention import register as register_segment_attention
 
 
 def load_model(spec, model_dir: Path, *, device):
@@ -16,6 +19,9 @@ def load_model(spec, model_dir: Path, *, device):
 
     dtype = resolve_dtype(spec.dtype, device)
     kwargs = {"dtype": dtype}
+    if spec.packing:
+        register_segment_attention()
+        kwargs["attn_implementation"] = SEGMENTS
     if spec.method == "qlora":
         if device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
             raise InputError("QLoRA needs a CUDA GPU and the `bitsandbytes` package",

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import pickle
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from ..dataset.pack import best_fit
 from ..errors import InputError
 from ..models import resolve_model
 from ..workspace import atomic_dir, content_id, read_manifest, short_id, write_json
-from .memory import GB, CUDA_CONTEXT_BYTES, Estimate, ModelShape, Workload, estimate, model_shape
+from .memory import GB, CUDA_CONTEXT_BYTES, Estimate, ModelShape, Workload, estimate, model_shape, peak_rss
 
 BUDGET_ENV = "GT_FINETUNE_BUDGET_GB"
 CALIBRATION_STEPS = 3
@@ -348,12 +347,17 @@ def suggest(w: Workload, shape: ModelShape, *, data: DataShape, budget: Budget, 
     return None
 
 
+def baseline_key() -> str:
+    """What the process baseline depends on (and how it was measured)."""
+    key = " ".join(f"{pkg}={_version(pkg)}" for pkg in ("torch", "transformers", "peft"))
+    return key + f" python={sys.version_info[0]}.{sys.version_info[1]} peak=VmHWM"
+
+
 def process_baseline(home: Path) -> int:
     """Peak RSS of a Python process that imported the trainer (torch, transformers, peft) and ran
     one step of a 1-layer model (thread pools and kernels warmed): measured once in a subprocess,
     cached in `<home>/cache/planner_baseline.json` per torch/transformers/peft/Python version."""
-    key = " ".join(f"{pkg}={_version(pkg)}" for pkg in ("torch", "transformers", "peft"))
-    key += f" python={sys.version_info[0]}.{sys.version_info[1]}"
+    key = baseline_key()
     cache = home / "cache" / "planner_baseline.json"
     known = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
     if key in known:
@@ -409,13 +413,12 @@ def measured_peak() -> int:
 
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             return int(torch.cuda.max_memory_reserved())
-    return _maxrss(resource.RUSAGE_SELF)
+    return peak_rss()
 
 
 # -- subprocess scripts ------------------------------------------------------------------------
 
 _BASELINE_SCRIPT = """
-import resource, sys
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
@@ -428,14 +431,14 @@ ids = torch.randint(0, 128, (2, 16))
 out = model(input_ids=ids, position_ids=torch.arange(16).repeat(2, 1) % 8, use_cache=False).logits
 torch.nn.functional.cross_entropy(out.transpose(1, 2), ids).backward()
 torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]).step()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(rss if sys.platform == "darwin" else rss * 1024)
+from gt_finetune.train.memory import peak_rss
+print(peak_rss())
 """
 
 # The spec's own module trains it (the recipe that defines the spec); a trainer that runs in a
-# worker process of its own is covered by RUSAGE_CHILDREN, and its manifest's `measured` wins.
+# worker process of its own records its peak in its manifest's `measured`.
 _CALIBRATE_SCRIPT = """
-import importlib, json, pickle, resource, sys
+import importlib, json, pickle, sys
 from pathlib import Path
 req = pickle.loads(Path(sys.argv[1]).read_bytes())
 spec = req["spec"]
@@ -443,10 +446,9 @@ train = importlib.import_module(type(spec).__module__).train
 result = train(spec, dataset_dir=Path(req["dataset_dir"]), home=Path(req["home"]))
 rows = [json.loads(l) for l in (result.path / "metrics.jsonl").read_text().splitlines() if l.strip()]
 elapsed = [r["elapsed_s"] for r in rows if r.get("kind", "step") == "step" and "elapsed_s" in r]
-scale = 1 if sys.platform == "darwin" else 1024
-peak = max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * scale
-manifest = json.loads((result.path / "manifest.json").read_text())
-measured = manifest.get("measured") or {}
+from gt_finetune.train.memory import peak_rss
+measured = json.loads((result.path / "manifest.json").read_text()).get("measured") or {}
+peak = max(peak_rss(), measured.get("peak_rss", 0))
 if measured.get("peak_gpu"):
     peak = measured["peak_gpu"]
 elif "torch" in sys.modules and sys.modules["torch"].cuda.is_available() and sys.modules["torch"].cuda.is_initialized():
@@ -495,11 +497,6 @@ def _child_env(home: Path) -> dict:
     root = str(Path(__file__).resolve().parents[2])
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "GT_FINETUNE_HOME": str(home), "PYTHONPATH": root + (os.pathsep + path if path else "")}
-
-
-def _maxrss(who) -> int:
-    rss = resource.getrusage(who).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
 
 
 def _percentile(ordered: list[int], q: int) -> int:

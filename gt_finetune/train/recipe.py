@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import resource
 import shutil
 import sys
 import time
@@ -26,13 +25,15 @@ from pathlib import Path
 
 from ..dataset import load_split
 from ..device import pick_device
-from ..dataset.pack import collate, logits, pack_rows
+from ..dataset.pack import collate, pack_rows
 from ..errors import InputError
 from ..models import resolve_model
 from ..workspace import atomic_dir, content_id, is_complete, read_manifest, short_id, write_json, write_jsonl
+from .attention import logits
 from .checkpoint import load_checkpoint, save_checkpoint
 from .control import CANCEL, RunControl
 from .curve import draw_loss_curve
+from .memory import peak_rss
 from .model import load_model
 
 IGNORE = -100
@@ -324,7 +325,7 @@ def _peak_memory(accelerator, device) -> dict:
     """Peak RSS of this process (max over ranks) and, on a GPU, peak allocated GPU memory."""
     import torch
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    rss = peak_rss()
     gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
     peaks = accelerator.reduce(torch.tensor([rss, gpu], dtype=torch.float64, device=device), reduction="max")
     return {"peak_rss": int(peaks[0]), "peak_gpu": int(peaks[1])}

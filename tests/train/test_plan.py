@@ -251,12 +251,28 @@ def test_suggestions_go_on_to_checkpointing_then_a_shorter_max_seq_len(tiny_mode
 def test_process_baseline_is_read_from_its_cache(isolated, monkeypatch):
     def no_subprocess(*a, **kw):
         raise AssertionError("the cached baseline must not be measured again")
-    key = " ".join(f"{p}={planner._version(p)}" for p in ("torch", "transformers", "peft"))
-    import sys
-    key += f" python={sys.version_info[0]}.{sys.version_info[1]}"
-    write_json(isolated / "cache" / "planner_baseline.json", {key: 123456789})
+    write_json(isolated / "cache" / "planner_baseline.json", {planner.baseline_key(): 123456789})
     monkeypatch.setattr(planner.subprocess, "run", no_subprocess)
     assert planner.process_baseline(isolated) == 123456789
+
+
+def test_a_child_of_a_big_process_measures_only_its_own_peak():
+    """Linux's ru_maxrss survives fork and exec: a planner child started from a big job process
+    would report the parent's peak as its own (the baseline measured 1.6 GB instead of 0.4 GB)."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 2 ** 20)  # 400 MiB, touched so that it is resident
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    out = subprocess.run([sys.executable, "-c", "import resource; from gt_finetune.train.memory import peak_rss; "
+                          "print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    own, inherited = int(out[0]), int(out[1])
+    del ballast
+    assert own < 200 * 2 ** 20
+    if sys.platform == "linux":
+        assert inherited > 400 * 2 ** 20  # the control: what ru_maxrss would have reported
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def test_split_into_micro_batches_gives_the_same_gradient_signal():
 def test_logits_for_trained_positions_only_give_the_same_loss_and_gradients(tiny_model):
     from transformers import AutoModelForCausalLM
 
-    from gt_finetune.dataset.pack import logits as model_logits
+    from gt_finetune.train.attention import logits as model_logits
     from gt_finetune.dataset.pack import pack_rows
     from gt_finetune.train.recipe import trained_positions
 
