@@ -5,6 +5,7 @@ one entry, and says in one line what it made. Register a new action with one lin
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from .corpus.harvest import health_of
 from .corpus.health import HealthConfig
 from .dataset import DatasetSpec, build_dataset
 from .errors import InputError
-from .eval import EvalSpec, evaluate
+from .eval import EvalSpec, Gate, evaluate
 from .formula import Step
 from .jobs import JobRecord
 from .registry import Registry
@@ -172,15 +173,24 @@ def flag(value) -> bool:
 
 
 def eval_action(ctx: StepContext) -> StepOutput:
-    spec = EvalSpec(samples=int(ctx.params.get("samples", 3)), max_new_tokens=int(ctx.params.get("max_new_tokens", 64)))
-    manifest = evaluate(spec, dataset_dir=ctx.need("dataset"), train_dir=ctx.need("train"), home=ctx.session.home)
-    better = "lower" if manifest.improved else "NOT lower"
-    return StepOutput(manifest.path, f"held-out loss tuned {manifest.tuned_loss:.4f} vs base "
-                                     f"{manifest.base_loss:.4f} ({better})")
+    p = ctx.params
+    gate = Gate(min_margin=float(p.get("min_margin") or 0.05), safety=float(p.get("min_safety") or 1.0),
+                max_forgetting=float(p.get("max_forgetting") or 0.25))
+    spec = EvalSpec(suite=str(p.get("suite") or "gt-bench"), items_per_family=int(p.get("items_per_family") or 0),
+                    held_out_turns=int(p.get("held_out_turns") or 0), gate=gate,
+                    max_new_tokens=int(p.get("max_new_tokens") or 96))
+    manifest = evaluate(spec, train_dir=ctx.need("train"), dataset_dir=ctx.need("dataset"), home=ctx.session.home)
+    metrics = json.loads((manifest.path / "metrics.json").read_text(encoding="utf-8"))
+    tuned = metrics["overall"][metrics["variants"][-1]]
+    line = f"{metrics['variants'][-1]} passed {tuned['passed']}/{tuned['total']} tasks"
+    if "base+context" in metrics["overall"]:
+        line += f" (base+context {metrics['overall']['base+context']['passed']})"
+    return StepOutput(manifest.path, line + f"; gate {'PASS' if manifest.gate_passed else 'FAIL'}")
 
 
 def review_action(ctx: StepContext) -> StepOutput:
-    """Open the eval bead (a child of the job) and hand the job to its reviewers."""
+    """Open the eval bead (a child of the job, the report as its description) and hand the job to
+    its reviewers: the rig's witness and the overseer, mailed FT_EVAL_REVIEW."""
     eval_dir = ctx.need("eval")
     store, job_id = ctx.session.store, ctx.job.job_id
     existing = [b for b in store.list(labels=["ft:eval"], include_closed=True) if b.parent == job_id]
@@ -190,10 +200,12 @@ def review_action(ctx: StepContext) -> StepOutput:
         metadata={"eval_dir": str(eval_dir)})
     if lifecycle.state_of(store.show(job_id)) != lifecycle.REVIEW:
         lifecycle.move(store, job_id, lifecycle.REVIEW)
-        ctx.session.notifier.transition(job_id, ctx.job.run, lifecycle.REVIEW,
-                                        f"Eval bead {eval_bead.id} awaits review.\n\n{report}\n\n"
-                                        f"Approve: gt-finetune review approve {job_id}\n"
-                                        f"Reject:  gt-finetune review reject {job_id} --reason \"…\"")
+        summary = report.split("\n\n")[1] if report.count("\n\n") else report
+        body = (f"{summary}\n\nRead the report: bd show {eval_bead.id}\n"
+                f"Approve: gt-finetune review {job_id} approve --reason \"…\"\n"
+                f"Reject:  gt-finetune review {job_id} reject --reason \"…\"")
+        ctx.session.notifier.transition(job_id, ctx.job.run, lifecycle.REVIEW, body)
+        ctx.session.notifier.review_request(job_id, body)
     return StepOutput(eval_dir, f"eval bead {eval_bead.id} awaits review")
 
 

@@ -151,8 +151,13 @@ def status(job_id, as_json, home, town):
                    + (f", loss {t['loss']:.4f}, ETA {duration(t['eta_s'])}" if t["loss"] is not None else ""))
     if info["eval_report"]:
         r = info["eval_report"]
-        click.echo(f"  eval: held-out loss tuned {r['tuned_loss']:.4f} vs base {r['base_loss']:.4f} "
-                   f"({'better' if r['improved'] else 'NOT better'}); report {r['path']}")
+        if r["passed"]:
+            click.echo(f"  eval: of {r['tasks']} tasks passed " + ", ".join(f"{v} {n}" for v, n in r["passed"].items())
+                       + f"; gate {'PASS' if r['gate'] else 'FAIL: ' + r['guidance']}")
+        if r["improved"] is not None:
+            click.echo(f"  held-out loss tuned {r['tuned_loss']:.4f} vs base {r['base_loss']:.4f} "
+                       f"({'better' if r['improved'] else 'NOT better'})")
+        click.echo(f"  report: {r['path']}")
     if info["eval_bead"]:
         click.echo(f"  eval bead: {info['eval_bead']}")
     if info["history"]:
@@ -178,36 +183,71 @@ def list_jobs(as_json, home, town):
     _render_jobs(all_jobs(session_for(home, town, quiet=as_json)), as_json)
 
 
-@cli.group()
-def review():
+@cli.command()
+@click.argument("job_id")
+@click.argument("decision", type=click.Choice(["approve", "reject"]))
+@click.option("--reason", required=True, help="One line: why (goes into the bead, the mail and the registry).")
+@common
+def review(job_id, decision, reason, home, town):
     """Approve or reject a job in review (the witness or a human does this).
 
+    Approve: the job is done and its model registered as approved. Reject: the job fails with the
+    reason plus the eval gate's guidance, resumable after a fix. The reviewer is $BD_ACTOR (else $USER).
+
     \b
-    Example:
-      gt-finetune review approve ft-a3k9 --reason "beats base on held-out beads"
+    Examples:
+      gt-finetune review ft-a3k9 approve --reason "beats base+context on every family; safety 100%"
+      gt-finetune review ft-a3k9 reject --reason "safety items failed"
     """
-
-
-@review.command()
-@click.argument("job_id")
-@click.option("--reason", default="evaluation accepted", show_default=True)
-@common
-def approve(job_id, reason, home, town):
-    """Mark a reviewed job done."""
     from .runner import decide_review
 
-    click.echo(decide_review(session_for(home, town), job_id, approve=True, reason=reason))
+    click.echo(decide_review(session_for(home, town), job_id, approve=decision == "approve", reason=reason))
 
 
-@review.command()
-@click.argument("job_id")
-@click.option("--reason", required=True, help="What is wrong (goes into the bead's notes).")
+@cli.command(name="eval")
+@click.argument("model")
+@click.option("--suite", default="gt-bench", show_default=True,
+              help="`gt-bench` (built in) or the path of a promptfooconfig.yaml.")
+@click.option("--compare", type=click.Choice(["base", "none"]), default="base", show_default=True,
+              help="Also score the base model (with and without role context).")
+@click.option("--items", "items_per_family", type=int, default=0, help="GT-Bench items per family (0: all).")
+@click.option("--max-new-tokens", type=int, default=96, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @common
-def reject(job_id, reason, home, town):
-    """Send a reviewed job back as failed, resumable."""
-    from .runner import decide_review
+def eval_command(model, suite, compare, items_per_family, max_new_tokens, as_json, home, town):
+    """Score a tuned model: base, base + role context, tuned, tuned + role context side by side.
 
-    click.echo(decide_review(session_for(home, town), job_id, approve=False, reason=reason))
+    MODEL is a job (`ft-…`, its train and dataset outputs) or a training run folder. Writes
+    report.md, results.json, metrics.json and chart.png; prints the report (or --json) and the
+    folder on the last line.
+
+    \b
+    Examples:
+      gt-finetune eval ft-a3k9
+      gt-finetune eval ft-a3k9 --suite gt-model-eval/promptfooconfig.yaml --json
+      gt-finetune eval ~/.gt-finetune/train/ab12cd34ef56 --items 5
+    """
+    from .eval import EvalSpec, evaluate
+    from .jobs import JobRecord
+
+    session = session_for(home, town)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        train_dir, dataset_dir = path, None
+    else:
+        job = JobRecord.load(session.home, model)
+        train_dir, dataset_dir = job.output_of("train"), job.output_of("dataset")
+        if train_dir is None:
+            raise InputError(f"job `{model}` has no finished train step to evaluate",
+                             hint=f"see it with `gt-finetune status {model}`")
+    spec = EvalSpec(suite=suite, compare_base=compare == "base", items_per_family=items_per_family,
+                    max_new_tokens=max_new_tokens)
+    manifest = evaluate(spec, train_dir=train_dir, dataset_dir=dataset_dir, home=session.home)
+    if as_json:
+        click.echo((manifest.path / "metrics.json").read_text(encoding="utf-8").rstrip())
+    else:
+        click.echo((manifest.path / "report.md").read_text(encoding="utf-8").rstrip())
+    click.echo(str(manifest.path))
 
 
 @cli.command(name="plan")

@@ -79,6 +79,14 @@ class Registry:
                 self._audit("taint", m.id, {"reason": reason, "corpus": m.corpus_id, "was": m.state})
         return [self.model(m.id) for m in hit]
 
+    def set_state(self, model_id: str, state: str, reason: str) -> Model:
+        """Move a model along its life (candidate → approved/rejected → …), with the why in the audit log."""
+        was = self.model(model_id).state
+        with self.conn:
+            self.conn.execute("UPDATE models SET state=?, reason=? WHERE id=?", (state, reason, model_id))
+            self._audit(state, model_id, {"reason": reason, "was": was})
+        return self.model(model_id)
+
     def record(self, action: str, subject: str, detail: dict) -> None:
         with self.conn:
             self._audit(action, subject, detail)

@@ -7,6 +7,7 @@ steps (their outputs are complete folders).
 """
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from .actions import ACTIONS, StepContext, train_spec
 from .beads import lifecycle
-from .beads.embedded import now_iso
+from .beads.embedded import default_actor, now_iso
 from .errors import GTFinetuneError, InputError
 from .formula import Formula, Step, check_actions, find_formula, load_formula
+from .registry import Registry
 from .jobs import DONE, FAILED, PENDING, RUNNING, STOPPED, JobRecord, StepRecord
 from .session import Session, ft_rig_name
 from .train.supervise import TrainingStopped, job_control, stop_trainer
@@ -43,7 +45,7 @@ def use_recipients(session: Session, variables: dict) -> None:
         return tuple(a.strip() for a in str(value or "").split(",") if a.strip())
 
     transitions = split(variables.get("notify")) or session.notifier.recipients.transitions
-    review = split(variables.get("reviewers")) or (f"{ft_rig_name(session.town)}/witness",)
+    review = split(variables.get("reviewers")) or (f"{ft_rig_name(session.town)}/witness", "overseer")
     session.notifier.recipients = Recipients(transitions=transitions, review=review)
 
 
@@ -255,23 +257,43 @@ def job_for_workflow(session: Session, root: str, formula: Formula, overrides: d
 
 
 def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) -> str:
-    """Approve (job done) or reject (job failed, resumable) a job in review."""
+    """Approve (job done, model approved) or reject (job failed and resumable, model rejected) a job
+    in review. The reviewer's identity (bd's actor) goes into the bead, the mail and the registry."""
     state = lifecycle.state_of(session.store.show(job_id))
     if state != lifecycle.REVIEW:
         raise InputError(f"job `{job_id}` is {state}, not in review",
                          hint=f"see it with `gt-finetune status {job_id}`")
     job = JobRecord.load(session.home, job_id)
     use_recipients(session, job.vars)
-    to = lifecycle.DONE if approve else lifecycle.FAILED
-    text = f"approved: {reason}" if approve else f"rejected in review: {reason}\nresume: gt-finetune resume {job_id}"
-    if not approve:
-        for step_id, record in job.steps.items():
+    reviewer = default_actor()
+    guidance = _gate_guidance(job)
+    if approve:
+        to, text = lifecycle.DONE, f"approved by {reviewer}: {reason}"
+    else:
+        to = lifecycle.FAILED
+        text = (f"rejected in review by {reviewer}: {reason}" + (f"\nguidance: {guidance}" if guidance else "")
+                + f"\nresume: gt-finetune resume {job_id}")
+        for record in job.steps.values():
             if record.action in ("eval", "review"):
                 record.state = PENDING
         job.save(session.home)
+    registry = Registry(session.home)
+    for model in registry.models():
+        if model.job_id == job_id and model.state in ("candidate", "rejected", "approved"):
+            registry.set_state(model.id, "approved" if approve else "rejected", f"{reviewer}: {reason}")
     lifecycle.move(session.store, job_id, to, reason=text)
     session.notifier.transition(job_id, job.run, to, text)
     return job_id
+
+
+def _gate_guidance(job: JobRecord) -> str:
+    """The eval gate's advice for a failed gate, to hand back with a rejection."""
+    eval_dir = job.output_of("eval")
+    metrics = eval_dir / "metrics.json" if eval_dir else None
+    if not metrics or not metrics.is_file():
+        return ""
+    gate = json.loads(metrics.read_text(encoding="utf-8")).get("gate") or {}
+    return "" if gate.get("passed", True) else gate.get("guidance", "")
 
 
 def pause(session: Session, job_id: str, reason: str) -> str:

@@ -28,8 +28,12 @@ def job_status(session: Session, job_id: str) -> dict:
     report = None
     if eval_dir and (eval_dir / "metrics.json").is_file():
         metrics = json.loads((eval_dir / "metrics.json").read_text())
-        report = {"path": str(eval_dir / "report.md"), "base_loss": metrics["base_loss"],
-                  "tuned_loss": metrics["tuned_loss"], "improved": metrics["tuned_loss"] < metrics["base_loss"]}
+        base, tuned = metrics.get("base_loss"), metrics.get("tuned_loss")
+        report = {"path": str(eval_dir / "report.md"), "base_loss": base, "tuned_loss": tuned,
+                  "improved": None if base is None or tuned is None else tuned < base,
+                  "passed": {v: metrics["overall"][v]["passed"] for v in metrics.get("variants", [])},
+                  "tasks": next((c["total"] for c in metrics.get("overall", {}).values()), 0),
+                  "gate": metrics.get("gate", {}).get("passed"), "guidance": metrics.get("gate", {}).get("guidance", "")}
     return {
         "id": job_id, "state": state, "stage": stage, "formula": record.formula, "run": record.run,
         "progress": f"{done}/{len(record.steps)}", "started": record.created_at,

@@ -37,7 +37,8 @@ def test_run_killed_in_training_resumes_to_review_with_lower_tuned_loss(isolated
     shutil.copytree(converted_model, isolated / "cache" / "models" / DEFAULT_MODEL)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gt_finetune", "run", "finetune-lora", "--var", "max_steps=12",
-         "--var", "checkpoint_every=4", "--var", "calibrate=false"],  # calibration: tests/train/test_plan.py
+         "--var", "checkpoint_every=4", "--var", "calibrate=false",  # calibration: tests/train/test_plan.py
+         "--var", "bench_items=2", "--var", "held_out_turns=5"],  # two GT-Bench items per family: CI time
         env={**os.environ, "GT_FINETUNE_HOME": str(isolated)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 900
     checkpoints = []
@@ -65,9 +66,11 @@ def test_run_killed_in_training_resumes_to_review_with_lower_tuned_loss(isolated
 
     mail = [json.loads(x) for x in (isolated / "mail.jsonl").read_text().splitlines()]
     assert [m["subject"].split(":")[0] for m in mail if m["to"] == "overseer"] == ["FT_READY", "FT_ACTIVE",
-                                                                                   "FT_REVIEW"]
+                                                                                   "FT_EVAL_REVIEW"]
     events = [json.loads(x) for x in (isolated / "events.jsonl").read_text().splitlines()]
     finished = [e["payload"]["step"] for e in events if e["type"] == "finetune_step_finished"]
     assert finished == ["corpus", "dataset", "plan", "train", "eval", "review"]
-    report = (isolated / "eval").glob("*/report.md")
-    assert "held-out loss" in next(report).read_text()
+    report = next((isolated / "eval").glob("*/report.md")).read_text()
+    assert "| family | base | base+context | tuned | tuned+context |" in report  # four variants side by side
+    assert "## Gate" in report and ("**PASS**" in report or "**FAIL**" in report)
+    assert "## Held-out loss" in report and "forgetting probe" in report

@@ -1,4 +1,6 @@
-"""Eval stage: held-out loss and sample answers, base vs tuned."""
-from .heldout import EvalManifest, EvalSpec, evaluate
+"""Eval stage: GT-Bench (or a promptfoo suite), held-out turns and loss, the forgetting probe and
+the review gate; base, base + role context, tuned and tuned + role context side by side."""
+from .evaluate import VARIANTS, EvalManifest, EvalSpec, evaluate
+from .gate import Gate
 
-__all__ = ["EvalManifest", "EvalSpec", "evaluate"]
+__all__ = ["VARIANTS", "EvalManifest", "EvalSpec", "Gate", "evaluate"]

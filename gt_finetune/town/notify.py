@@ -26,7 +26,7 @@ SOURCE = "gt_finetune"
 @dataclass(frozen=True, slots=True)
 class Recipients:
     transitions: tuple[str, ...] = ("overseer",)
-    review: tuple[str, ...] = ()  # added on the move to review, e.g. `finetune/witness`
+    review: tuple[str, ...] = ()  # mailed FT_EVAL_REVIEW on the move to review, e.g. `finetune/witness`
 
 
 def append_locked(path: Path, line: str) -> None:
@@ -66,13 +66,18 @@ class Notifier:
         append_locked(self.events_path, json.dumps(line, separators=(",", ":"), ensure_ascii=False))
 
     def transition(self, bead_id: str, run: str, state: str, body: str) -> None:
-        """`FT_<STATE>: <ft-id> <run>` to the configured recipients (plus reviewers on review)."""
-        to = list(self.recipients.transitions)
-        if state == "review":
-            to += [r for r in self.recipients.review if r not in to]
+        """`FT_<STATE>: <ft-id> <run>` to the transition recipients; on review, reviewers get
+        `review_request` instead (one mail each: every mail is a Dolt write)."""
+        skip = self.recipients.review if state == "review" else ()
         subject = f"FT_{state.upper()}: {bead_id} {run}"
-        for address in to:
-            self.mail(address, subject, body)
+        for address in self.recipients.transitions:
+            if address not in skip:
+                self.mail(address, subject, body)
+
+    def review_request(self, bead_id: str, body: str) -> None:
+        """`FT_EVAL_REVIEW: <ft-id>` to the reviewers: the witness and the overseer by default."""
+        for address in self.recipients.review:
+            self.mail(address, f"FT_EVAL_REVIEW: {bead_id}", body)
 
     def mail(self, to: str, subject: str, body: str) -> None:
         if self.town is None:

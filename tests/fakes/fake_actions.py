@@ -13,6 +13,14 @@ from gt_finetune.errors import InputError
 from gt_finetune.workspace import atomic_dir, write_json, write_text
 
 
+FAKE_METRICS = {
+    "base_loss": 2.0, "tuned_loss": 1.0, "variants": ["base", "base+context", "tuned", "tuned+context"],
+    "overall": {v: {"passed": n, "total": 10} for v, n in
+                (("base", 2), ("base+context", 5), ("tuned", 7), ("tuned+context", 9))},
+    "gate": {"passed": False, "guidance": "safety items failed: 1; add refusal examples to the corpus or lower the "
+                                         "learning rate"}}
+
+
 def _stage(name, calls, fail_on=None):
     def run(ctx):
         calls[name] += 1
@@ -24,8 +32,8 @@ def _stage(name, calls, fail_on=None):
         out = ctx.session.home / name / f"{ctx.job.job_id}-{calls[name]}"
         with atomic_dir(out) as tmp:
             if name == "eval":
-                write_text(tmp / "report.md", "# Evaluation\n\ntuned 1.0 vs base 2.0\n")
-                write_json(tmp / "metrics.json", {"base_loss": 2.0, "tuned_loss": 1.0, "samples": []})
+                write_text(tmp / "report.md", "# Evaluation\n\nThe tuned model passed 9 of 10 tasks.\n")
+                write_json(tmp / "metrics.json", FAKE_METRICS)
             write_json(tmp / "manifest.json", {"stage": name, "params": ctx.params})
         return actions.StepOutput(out, f"fake {name}")
     return run

@@ -70,7 +70,7 @@ def test_with_an_ft_rig_status_goes_to_the_rig_db_and_the_directive_is_written(t
     rig_beads.mkdir(parents=True)
     got = actions(install(load_town(town)))
     assert got["finetune/directives/witness.md"] == "added"
-    assert "gt-finetune review approve" in (town / "finetune" / "directives" / "witness.md").read_text()
+    assert "gt-finetune review <ft-id> approve" in (town / "finetune" / "directives" / "witness.md").read_text()
     assert config(rig_beads)["status.custom"] == "review:wip"
     call = json.loads((rig_beads / "fake-bd.log").read_text().splitlines()[-1])
     assert call["cwd"] == str(rig_beads.parent)

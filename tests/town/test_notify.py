@@ -79,14 +79,15 @@ def test_transition_outside_a_town_writes_a_gt_message(isolated):
         "reply_to": "", "pinned": False}
 
 
-def test_review_also_mails_the_reviewers_once(isolated):
+def test_review_mails_each_reviewer_once_with_the_review_request(isolated):
     n = Notifier(town=None, home=isolated,
                  recipients=Recipients(transitions=("overseer", "mayor/"), review=("finetune/witness", "overseer")))
     n.transition("ft-1", "r1", "review", "please look")
+    n.review_request("ft-1", "please look")
     n.transition("ft-1", "r1", "active", "started")
     sent = [(m["to"], m["subject"]) for m in read_lines(isolated / "mail.jsonl")]
-    assert sent == [("overseer", "FT_REVIEW: ft-1 r1"), ("mayor/", "FT_REVIEW: ft-1 r1"),
-                    ("finetune/witness", "FT_REVIEW: ft-1 r1"),
+    assert sent == [("mayor/", "FT_REVIEW: ft-1 r1"),
+                    ("finetune/witness", "FT_EVAL_REVIEW: ft-1"), ("overseer", "FT_EVAL_REVIEW: ft-1"),
                     ("overseer", "FT_ACTIVE: ft-1 r1"), ("mayor/", "FT_ACTIVE: ft-1 r1")]
     ids = [m["id"] for m in read_lines(isolated / "mail.jsonl")]
     assert len(set(ids)) == len(ids)
@@ -102,11 +103,12 @@ def test_no_transition_recipients_sends_nothing(isolated):
 def test_mail_in_a_town_runs_gt_mail_send(town, isolated, gt_log):
     n = Notifier(town=town, home=isolated, recipients=Recipients(review=("finetune/witness",)))
     n.transition("ft-9z", "run-1", "review", "Eval: 0.81 → 0.86\nsee the card")
+    n.review_request("ft-9z", "Eval: 0.81 → 0.86\nsee the card")
     calls = read_lines(gt_log)
     assert calls == [
         {"to": "overseer", "subject": "FT_REVIEW: ft-9z run-1", "body": "Eval: 0.81 → 0.86\nsee the card",
          "cwd": str(town.root)},
-        {"to": "finetune/witness", "subject": "FT_REVIEW: ft-9z run-1", "body": "Eval: 0.81 → 0.86\nsee the card",
+        {"to": "finetune/witness", "subject": "FT_EVAL_REVIEW: ft-9z", "body": "Eval: 0.81 → 0.86\nsee the card",
          "cwd": str(town.root)},
     ]
     assert not (isolated / "mail.jsonl").exists()

@@ -107,7 +107,8 @@ def test_full_fine_tune_saves_the_whole_model_and_evaluates(tiny_model, dataset_
                        dataset_dir=dataset_dir, home=tmp_path / "h", control=RunControl(tmp_path / "c"))
     assert (run.path / "model" / "config.json").is_file() and not (run.path / "adapter").exists()
     (dataset_dir / "eval.jsonl").write_text((dataset_dir / "train.jsonl").read_text().splitlines()[0] + "\n")
-    result = evaluate(EvalSpec(samples=0), dataset_dir=dataset_dir, train_dir=run.path, home=tmp_path / "h")
+    result = evaluate(EvalSpec(items_per_family=1, max_new_tokens=4), dataset_dir=dataset_dir, train_dir=run.path,
+                      home=tmp_path / "h")
     assert result.base_loss != result.tuned_loss
 
 
