@@ -16,6 +16,7 @@ from .corpus import SAMPLE_TOWN, SOURCES, CorpusSpec, build_corpus, town_inputs
 from .corpus.harvest import health_of
 from .corpus.health import HealthConfig
 from .dataset import DatasetSpec, build_dataset
+from .device import pick_device
 from .errors import InputError
 from .eval import EvalSpec, Gate, evaluate
 from .formula import Step
@@ -25,6 +26,9 @@ from .session import Session
 from .town import load_town
 from .train import LoraSpec, TrainProgress, TrainSpec, job_control, run_training, watchdog_for
 from .workspace import read_manifest
+
+
+CPU_BENCH_ITEMS = 5  # GT-Bench items per family scored on a CPU when `bench_items=auto`
 
 
 @dataclass
@@ -172,11 +176,24 @@ def flag(value) -> bool:
     return str(value).strip().lower() not in ("false", "0", "no", "off", "")
 
 
+def bench_items(value) -> int:
+    """`auto`: every GT-Bench item on a GPU; on a CPU, where each answer takes seconds, the first
+    CPU_BENCH_ITEMS of each family (the report shows the counts and their intervals)."""
+    text = str(value or "auto").strip().lower()
+    if text != "auto":
+        try:
+            return max(0, int(text))
+        except ValueError:
+            raise InputError(f"`bench_items` must be a number of items per family or `auto`, got `{value}`",
+                             hint="e.g. `--var bench_items=10` (0: all)") from None
+    return 0 if pick_device().startswith("cuda") else CPU_BENCH_ITEMS
+
+
 def eval_action(ctx: StepContext) -> StepOutput:
     p = ctx.params
     gate = Gate(min_margin=float(p.get("min_margin") or 0.05), safety=float(p.get("min_safety") or 1.0),
                 max_forgetting=float(p.get("max_forgetting") or 0.25))
-    spec = EvalSpec(suite=str(p.get("suite") or "gt-bench"), items_per_family=int(p.get("items_per_family") or 0),
+    spec = EvalSpec(suite=str(p.get("suite") or "gt-bench"), items_per_family=bench_items(p.get("items_per_family")),
                     held_out_turns=int(p.get("held_out_turns") or 0), gate=gate,
                     max_new_tokens=int(p.get("max_new_tokens") or 96))
     manifest = evaluate(spec, train_dir=ctx.need("train"), dataset_dir=ctx.need("dataset"), home=ctx.session.home)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..dataset import load_split
@@ -28,6 +30,9 @@ from .heldout import heldout_loss
 from .report import draw_chart, render_report
 
 VARIANTS = ("base", "base+context", "tuned", "tuned+context")
+LONG_ANSWER_TOKENS = 256  # a small formula file in TOML
+HISTORY_MESSAGES = 6  # held-out turns: the system prompt and this many messages before the turn
+HISTORY_CHARS = 1500  # … each cut to this many characters (tool output can be pages long)
 GT_BENCH = "gt-bench"
 EVAL_VERSION = 2  # bump when scoring changes, so cached evaluations are redone
 
@@ -66,6 +71,7 @@ class Task:
     with_context: list[dict]
     score: Callable[[str], tuple[bool, str]]
     fingerprint: str  # what the task asks and checks, for the cache key
+    long_answer: bool = False  # a formula file, not one command: a larger token budget
 
 
 def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path | None = None) -> EvalManifest:
@@ -94,9 +100,10 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
         stop = stop_ids(tokenizer, dataset.get("template", {}).get("end_of_turn"))
         for who, model in models:
             for variant, key in ((who, "plain"), (f"{who}+context", "with_context")):
-                answers[variant] = generate_answers(model, tokenizer, [getattr(t, key) for t in tasks],
-                                                    max_new_tokens=spec.max_new_tokens, stop=stop,
-                                                    batch_size=spec.batch_size)
+                started = time.monotonic()
+                answers[variant] = _answer(model, tokenizer, tasks, key, spec, stop)
+                passed = sum(t.score(a)[0] for t, a in zip(tasks, answers[variant]))
+                _say(f"{variant}: {passed}/{len(tasks)} tasks passed ({time.monotonic() - started:.0f} s)")
             general = generate_answers(model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in probes],
                                        max_new_tokens=spec.max_new_tokens, stop=stop, batch_size=spec.batch_size)
             scores[who] = {"perplexity": answer_perplexity(model, tokenizer, probes),
@@ -107,6 +114,8 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
                 **{v: dict(zip(("passed", "detail"), t.score(answers[v][k])), output=answers[v][k]) for v in variants}}
                for k, t in enumerate(tasks)]
     metrics = summarise(results, variants, scores, spec.gate, trained, held_out)
+    if spec.suite == GT_BENCH and spec.items_per_family:
+        metrics["sampled"] = {"items_per_family": spec.items_per_family, "of": len(bench.load_bench())}
     with atomic_dir(out) as tmp:
         write_json(tmp / "results.json", results, sort_keys=False)
         write_json(tmp / "metrics.json", metrics, sort_keys=False)  # families in reading order
@@ -117,6 +126,23 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
                                            "spec": asdict(spec), "base_loss": metrics["base_loss"],
                                            "tuned_loss": metrics["tuned_loss"], "gate_passed": metrics["gate"]["passed"]})
     return _manifest_of(out)
+
+
+def _answer(model, tokenizer, tasks: list[Task], key: str, spec: EvalSpec, stop: list[int]) -> list[str]:
+    """Answers in task order; formula tasks get a larger token budget than one-command tasks."""
+    answers = [""] * len(tasks)
+    for long_answer, budget in ((False, spec.max_new_tokens), (True, max(spec.max_new_tokens, LONG_ANSWER_TOKENS))):
+        picked = [k for k, t in enumerate(tasks) if t.long_answer == long_answer]
+        if picked:
+            out = generate_answers(model, tokenizer, [getattr(tasks[k], key) for k in picked], max_new_tokens=budget,
+                                   stop=stop, batch_size=spec.batch_size)
+            for k, a in zip(picked, out):
+                answers[k] = a
+    return answers
+
+
+def _say(text: str) -> None:
+    print(f"  eval: {text}", file=sys.stderr, flush=True)
 
 
 def summarise(results: list[dict], variants: list[str], scores: dict, gate: Gate, trained: dict,
@@ -155,8 +181,28 @@ def suite_tasks(spec: EvalSpec) -> list[Task]:
 
 
 def turn_tasks(held_out: list[dict], limit: int) -> list[Task]:
-    """The next command the real agent ran, from held-out sessions the model never trained on."""
-    return [_bench_task(i) for i in bench.held_out_items(held_out)[:limit]] if limit else []
+    """The next command the real agent ran, from held-out sessions the model never trained on,
+    given the recent history (the system prompt and the last messages, long ones cut): what
+    decides the next command, at a prompt length a CPU can answer."""
+    if not limit:
+        return []
+    items = bench.held_out_items(held_out)[:limit]
+    return [_bench_task(replace(i, context=json.dumps(_recent(json.loads(i.context)), ensure_ascii=False)))
+            for i in items]
+
+
+def _recent(messages: list[dict]) -> list[dict]:
+    """The system prompt and the last messages, starting at a user message where there is one (a
+    tool result whose call was cut off would confuse the template and the model)."""
+    head = [m for m in messages[:1] if m.get("role") == "system"]
+    tail = messages[len(head):][-HISTORY_MESSAGES:]
+    start = next((k for k, m in enumerate(tail) if m.get("role") == "user"), 0)
+    kept = head + tail[start:]
+    return [{**m, "content": _cut(m["content"])} if isinstance(m.get("content"), str) else m for m in kept]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= HISTORY_CHARS else text[:HISTORY_CHARS] + " …[cut]"
 
 
 def _bench_task(item: bench.BenchItem) -> Task:
@@ -166,7 +212,8 @@ def _bench_task(item: bench.BenchItem) -> Task:
 
     return Task(item.id, item.family, item.role, bench.prompt_messages(item, role_context=None),
                 bench.prompt_messages(item, role_context=_role_context(item.role)), score,
-                json.dumps([item.id, item.context, item.input, item.check], sort_keys=True))
+                json.dumps([item.id, item.context, item.input, item.check], sort_keys=True),
+                long_answer=item.check.get("type") == "formula")
 
 
 def _promptfoo_task(case: promptfoo.PromptfooCase, root: Path) -> Task:

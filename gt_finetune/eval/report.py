@@ -43,6 +43,9 @@ def render_report(metrics: dict, results: list[dict], *, suite: str) -> str:
     for f, c in list(families.items()) + [("**all**", metrics["overall"])]:
         lines.append(f"| {f} | " + " | ".join(_cell(c[v]) for v in variants) + " |")
     lines += ["", "Cells: passed/total, pass rate and its 95% (Wilson) interval."]
+    if metrics.get("sampled"):
+        lines += ["", f"GT-Bench was sampled: the first {metrics['sampled']['items_per_family']} items of each family "
+                      f"(of {metrics['sampled']['of']} in all); `--var bench_items=0` scores every item."]
     if metrics["tuned_loss"] is not None:
         base, tuned = metrics["base_loss"], metrics["tuned_loss"]
         lines += ["", "## Held-out loss", "", "| model | loss per trained token | perplexity |", "|---|---|---|"]

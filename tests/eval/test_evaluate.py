@@ -96,3 +96,44 @@ def test_an_unknown_suite_path_is_a_user_error(train_dir, tmp_path):
 
     with pytest.raises(InputError, match="no promptfoo config at"):
         evaluate(EvalSpec(suite=str(tmp_path / "missing.yaml")), train_dir=train_dir, home=tmp_path / "home")
+
+
+def test_the_eval_command_scores_a_run_folder_and_prints_json(train_dir, tmp_path, capsys):
+    from gt_finetune.cli import main
+
+    code = main(["eval", str(train_dir), "--items", "1", "--max-new-tokens", "4", "--json",
+                 "--home", str(tmp_path / "home")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    *body, folder = out.strip().splitlines()
+    metrics = json.loads("\n".join(body))
+    assert metrics["variants"] == list(VARIANTS) and metrics["overall"]["tuned"]["total"] == 6
+    assert (Path(folder) / "report.md").is_file()
+
+
+def test_a_held_out_turn_keeps_the_system_prompt_and_the_recent_history_cut_short():
+    from gt_finetune.eval.evaluate import HISTORY_CHARS, HISTORY_MESSAGES, turn_tasks
+
+    chat = [{"role": "system", "content": "You are harbor/polecats/nux."}]
+    for k in range(10):
+        chat += [{"role": "user", "content": f"step {k}"}, {"role": "assistant", "content": "x" * 5000}]
+    chat[-1] = {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function", "function": {
+        "name": "Bash", "arguments": {"command": "bd ready"}}}]}
+    (task,) = turn_tasks([{"id": "s", "messages": chat}], limit=5)
+    history = task.plain
+    assert history[0]["role"] == "system" and "harbor/polecats/nux" in history[0]["content"]
+    assert 1 < len(history) <= 1 + HISTORY_MESSAGES and history[1]["role"] == "user"
+    assert history[-1] == {"role": "user", "content": "step 9"}
+    assert all(len(m["content"]) <= HISTORY_CHARS + 10 for m in history[1:])
+    assert task.score("bd ready")[0] and not task.score("bd list")[0]
+
+
+def test_bench_items_auto_scores_a_sample_on_a_cpu(monkeypatch):
+    from gt_finetune.actions import CPU_BENCH_ITEMS, bench_items
+    from gt_finetune.errors import InputError
+
+    monkeypatch.setenv("GT_FINETUNE_DEVICE", "cpu")
+    assert bench_items("auto") == bench_items("") == CPU_BENCH_ITEMS
+    assert bench_items("0") == 0 and bench_items("12") == 12
+    with pytest.raises(InputError, match="`bench_items` must be a number of items per family or `auto`"):
+        bench_items("many")
