@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 input the user can fix, 2 bad invocation, 3 something outs
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import traceback
@@ -681,3 +682,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+importlib.import_module(f"{__package__}.cli_models")  # adds the model commands: models, export, serve, deploy, rollback

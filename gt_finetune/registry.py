@@ -1,5 +1,10 @@
 """Models and the audit log, in SQLite under the workspace: what was trained on what, and why it changed.
 
+A model's life: `candidate` (trained) → `approved` or `rejected` (review) → `deployed` (an agent
+alias points at it) → `superseded` (another model took its alias) or back to `approved`
+(rolled back); `archived` when put away; `tainted` when trained on forgotten records. `stale`
+is not stored: the town changed since the corpus was harvested (see `corpus.harvest.staleness`).
+
 Schema changes are append-only numbered migrations recorded in `_migrations`. The audit log is
 never edited or pruned: forgetting records or tainting a model adds rows, it removes none.
 """
@@ -21,7 +26,14 @@ MIGRATIONS = (
         CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
           action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
     """),
+    ("m002_export_and_deployment", """
+        ALTER TABLE models ADD COLUMN export_dir TEXT NOT NULL DEFAULT '';
+        ALTER TABLE models ADD COLUMN alias TEXT NOT NULL DEFAULT '';
+        ALTER TABLE models ADD COLUMN deployment TEXT NOT NULL DEFAULT '';
+        ALTER TABLE models ADD COLUMN superseded_by TEXT NOT NULL DEFAULT '';
+    """),
 )
+STATES = ("candidate", "approved", "rejected", "deployed", "superseded", "archived", "tainted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,10 @@ class Model:
     state: str
     reason: str
     created_at: str
+    export_dir: str = ""
+    alias: str = ""  # the agent alias pointing at it while deployed
+    deployment: str = ""  # the deployment record that can undo it
+    superseded_by: str = ""
 
 
 class Registry:
@@ -67,7 +83,7 @@ class Registry:
         return Model(**dict(row))
 
     def models(self) -> list[Model]:
-        return [Model(**dict(r)) for r in self.conn.execute("SELECT * FROM models ORDER BY created_at, id")]
+        return [Model(**dict(r)) for r in self.conn.execute("SELECT * FROM models ORDER BY created_at, rowid")]
 
     def taint(self, corpus_ids: Iterable[str], reason: str) -> list[Model]:
         """Every model trained on one of these corpora needs retraining; say why in the registry."""
@@ -81,11 +97,63 @@ class Registry:
 
     def set_state(self, model_id: str, state: str, reason: str) -> Model:
         """Move a model along its life (candidate → approved/rejected → …), with the why in the audit log."""
+        if state not in STATES:
+            raise ValueError(f"unknown model state `{state}`; states: {', '.join(STATES)}")
         was = self.model(model_id).state
         with self.conn:
             self.conn.execute("UPDATE models SET state=?, reason=? WHERE id=?", (state, reason, model_id))
             self._audit(state, model_id, {"reason": reason, "was": was})
         return self.model(model_id)
+
+    def exported(self, model_id: str, export_dir: str) -> Model:
+        with self.conn:
+            self.conn.execute("UPDATE models SET export_dir=? WHERE id=?", (export_dir, model_id))
+            self._audit("export", model_id, {"export_dir": export_dir})
+        return self.model(model_id)
+
+    def deployed(self, model_id: str, *, alias: str, deployment: str) -> Model:
+        """`model_id` now answers for `alias`; whichever model did before is superseded by it."""
+        with self.conn:
+            for old in self.conn.execute("SELECT id FROM models WHERE alias=? AND state='deployed' AND id<>?",
+                                         (alias, model_id)).fetchall():
+                self.conn.execute("UPDATE models SET state='superseded', superseded_by=? WHERE id=?",
+                                  (model_id, old["id"]))
+                self._audit("superseded", old["id"], {"by": model_id, "alias": alias})
+            self.conn.execute("UPDATE models SET state='deployed', alias=?, deployment=?, reason=? WHERE id=?",
+                              (alias, deployment, f"deployed as `{alias}`", model_id))
+            self._audit("deployed", model_id, {"alias": alias, "deployment": deployment})
+        return self.model(model_id)
+
+    def rolled_back(self, deployment: str) -> list[Model]:
+        """The model of `deployment` steps back to approved; what it superseded is deployed again."""
+        row = self.conn.execute("SELECT id FROM models WHERE deployment=?", (deployment,)).fetchone()
+        if row is None:
+            return []
+        model_id = row["id"]
+        with self.conn:
+            self.conn.execute("UPDATE models SET state='approved', alias='', deployment='', reason=? WHERE id=?",
+                              ("rolled back", model_id))
+            self._audit("rollback", model_id, {"deployment": deployment})
+            back = self.conn.execute("SELECT id FROM models WHERE superseded_by=? AND state='superseded'",
+                                     (model_id,)).fetchall()
+            for r in back:
+                self.conn.execute("UPDATE models SET state='deployed', superseded_by='' WHERE id=?", (r["id"],))
+                self._audit("deployed", r["id"], {"reason": f"rollback of {model_id}"})
+        return [self.model(model_id)] + [self.model(r["id"]) for r in back]
+
+    def find(self, ref: str) -> Model:
+        """A model by id, unique id prefix, or job id (its latest model).
+
+        Raises:
+            KeyError: nothing or more than one model matches, with the candidates in the message.
+        """
+        models = self.models()
+        exact = [m for m in models if m.id == ref]
+        hits = exact or [m for m in models if m.id.startswith(ref)] or [m for m in models if m.job_id == ref][-1:]
+        if len(hits) != 1:
+            raise KeyError(f"{'no model' if not hits else f'{len(hits)} models'} matching `{ref}`"
+                           + (f": {', '.join(m.id for m in hits)}" if hits else ""))
+        return hits[0]
 
     def record(self, action: str, subject: str, detail: dict) -> None:
         with self.conn:

@@ -338,6 +338,23 @@ def fingerprint(spec: CorpusSpec, town: Town | None) -> dict:
             "town": str(town.root) if town else ""}
 
 
+def staleness(fp: dict) -> list[str]:
+    """How the town moved on since a corpus's `fingerprint`: formulas and role texts changed or
+    gone, `bd`/`gt` upgraded. A model trained on that corpus may teach what no longer holds."""
+    reasons = []
+    for name, digest in sorted(fp.get("files", {}).items()):
+        path = Path(name)
+        if not path.is_file():
+            reasons.append(f"{name} is gone")
+        elif content_id(path.read_text(encoding="utf-8", errors="replace")) != digest:
+            reasons.append(f"{name} changed")
+    for tool, version in sorted(fp.get("tools", {}).items()):
+        now = _version(tool)
+        if version and now and now != version:
+            reasons.append(f"`{tool}` is now {now} (was {version})")
+    return reasons
+
+
 def _version(tool: str) -> str:
     if shutil.which(tool) is None:
         return ""
