@@ -1,0 +1,549 @@
+"""`gt-finetune serve`: the tuned model behind an OpenAI-compatible chat endpoint on 127.0.0.1, so
+any agent harness that speaks the Chat Completions API can use it before it is deployed anywhere.
+
+    curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+         -d '{"model": "<name>", "messages": [{"role": "user", "content": "gt status?"}]}'
+
+It runs transformers in this process, one generation at a time (later requests wait their turn):
+a place to try the model, not a production server. It serves merged weights (safetensors,
+tokenizer, chat template, `generation_config.json`; an export folder's `merged/`) or a training run
+(`adapter/` + `manifest.json`, merged into its base on load), and stops where training taught the
+model to stop: the EOS ids of `generation_config.json` (a list may add an end-of-turn token), the
+tokenizer's EOS and the chat template's end-of-turn token. None of them ever reaches the content.
+
+The same export serves faster elsewhere (flags checked against vLLM's engine-args reference and
+llama.cpp's `tools/server` README; `other_runtimes(export_dir)` fills in the real paths):
+
+    # merged weights; `--generation-config auto` reads generation_config.json, hence the stop tokens
+    # (the default in current vLLM; older releases ignored the file unless told)
+    vllm serve <merged> --served-model-name <name> --generation-config auto --host 127.0.0.1 --port 8000
+    # the LoRA adapter on its base; requests name the adapter (`"model": "<name>"`); an adapter of
+    # rank above 16 also needs `--max-lora-rank` (32, 64, 128, 256, 320 or 512, at least the rank)
+    vllm serve <base> --enable-lora --lora-modules <name>=<adapter> --generation-config auto \\
+        --host 127.0.0.1 --port 8000
+    # the GGUF file; `--jinja` renders the chat template stored in the file (llama-server's default
+    # in recent builds, explicit for older ones)
+    llama-server -m <export>/model-f16.gguf --jinja --alias <name> --host 127.0.0.1 --port 8080
+
+Wire format (OpenAI Chat Completions): `GET /v1/models`, `GET /v1/models/<name>`,
+`POST /v1/chat/completions` with `model`, `messages` (system, developer (read as system), user,
+assistant with `tool_calls`, tool; content a string or text parts), `tools` (handed to the chat
+template), `max_tokens`/`max_completion_tokens`, `temperature` (0 or absent: greedy), `top_p`,
+`stop` (a string or up to 4, cut from the text), `stream` (server-sent events ending `data: [DONE]`)
+and `stream_options.include_usage`. Tool calls come back as the model wrote them, in `content`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from ..dataset.template import ChatTemplate
+from ..device import pick_device
+from ..errors import InputError
+
+MAX_BODY = 4 * 1024 * 1024  # bytes; a long agent transcript is well under 1 MB
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+MAX_STOP = 4  # as OpenAI
+VLLM_LORA_RANKS = (16, 32, 64, 128, 256, 320, 512)  # `--max-lora-rank` takes one of these; 16 is the default
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A model loaded for serving; `lock` lets one request generate at a time."""
+    name: str
+    model: object
+    template: ChatTemplate
+    stop_ids: tuple[int, ...]  # generation ends at any of these; none of them is ever shown
+    context: int  # positions the model has: prompt + answer must fit
+    created: int  # unix time the folder was written, for /v1/models
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+
+def load_for_serving(model_dir: Path, *, name: str) -> Served:
+    """Load merged weights, or a training run's adapter merged into its base, for generation.
+
+    Args:
+        model_dir: a model folder (`config.json` + safetensors + tokenizer with a chat template), an
+            export folder (its `merged/`), or a training run folder (`adapter/` or `model/` +
+            `manifest.json` naming the base).
+        name: the model id clients must send (`"model": name`).
+
+    Raises:
+        InputError: the folder is missing or neither kind, the run's base is gone, or the tokenizer
+            has no chat template that closes assistant turns.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    weights, adapter, tokenizer_dir = _locate(model_dir)
+    template = ChatTemplate.load(tokenizer_dir)
+    device = pick_device()
+    dtype, why = (torch.float32, "half precision is slow or missing on CPUs") if device == "cpu" else \
+        ("auto", "the checkpoint's own dtype")
+    print(f"  dtype: {dtype} ({why})", file=sys.stderr)
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    eos = model.generation_config.eos_token_id
+    if adapter is not None:
+        from peft import PeftModel
+
+        print(f"  adapter: {adapter} merged into {weights} for serving", file=sys.stderr)
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model = model.to(device).eval()
+    tokenizer = template.tokenizer
+    stop = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, template.end_of_turn} - {None}
+    print(f"  stops at: {', '.join(f'`{tokenizer.convert_ids_to_tokens(i)}`' for i in sorted(stop))}",
+          file=sys.stderr)
+    context = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+    return Served(name=name, model=model, template=template, stop_ids=tuple(sorted(stop)), context=int(context),
+                  created=int(model_dir.stat().st_mtime))
+
+
+def make_server(served: Served, *, host: str = "127.0.0.1", port: int = 0,
+                allow_remote: bool = False) -> ThreadingHTTPServer:
+    """A bound (not yet serving) HTTP server for `served`; `port=0` takes any free port.
+
+    Raises:
+        InputError: `host` is not a loopback address and `allow_remote` is false, or the port is taken.
+    """
+    _check_host(host, allow_remote=allow_remote)
+    try:
+        server = ThreadingHTTPServer((host, port), _Handler)
+    except OSError as e:
+        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                         hint=f"pick another port, e.g. `--port {port + 1 if port else 8001}`") from e
+    server.daemon_threads = True
+    server.served = served
+    return server
+
+
+def serve(model_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, name: str,
+          allow_remote: bool = False) -> None:
+    """Load `model_dir`, print the base URL on stdout and serve until Ctrl-C.
+
+    Raises:
+        InputError: as `load_for_serving` and `make_server`.
+    """
+    _check_host(host, allow_remote=allow_remote)  # before the model load, which takes a while
+    served = load_for_serving(model_dir, name=name)
+    server = make_server(served, host=host, port=port, allow_remote=allow_remote)
+    url = f"http://{host}:{server.server_address[1]}/v1"
+    print(f"serving `{name}` from {model_dir} at {url} (OpenAI Chat Completions; Ctrl-C stops)", file=sys.stderr)
+    print(url, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+def other_runtimes(export_dir: Path, *, name: str | None = None) -> str:
+    """The commands that serve what `export_dir` holds with vLLM and llama.cpp, one per artifact.
+
+    Looks for merged weights (the folder itself, `merged/` or `model/`), a LoRA adapter (`adapter/`,
+    its base from `manifest.json` or `adapter_config.json`) and `*.gguf` files (also one level down).
+
+    Raises:
+        InputError: `export_dir` does not exist.
+    """
+    export_dir = Path(export_dir)
+    if not export_dir.is_dir():
+        raise InputError(f"export folder {export_dir} does not exist", hint="pass the folder `gt-finetune` exported")
+    name = name or export_dir.name
+    q = shlex.quote
+    lines = []
+    merged = next((p for p in (export_dir, export_dir / "merged", export_dir / "model") if _is_model(p)), None)
+    if merged:
+        lines += ["# vLLM, merged weights (generation_config.json carries the stop tokens)",
+                  f"vllm serve {q(str(merged))} --served-model-name {q(name)} --generation-config auto "
+                  "--host 127.0.0.1 --port 8000"]
+    adapter = next((p for p in (export_dir / "adapter", export_dir) if (p / "adapter_config.json").is_file()), None)
+    if adapter:
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        base = _run_base(export_dir) or config.get("base_model_name_or_path") or "<base>"
+        rank = max([int(config.get("r") or 8), *map(int, (config.get("rank_pattern") or {}).values())])
+        cap = next((r for r in VLLM_LORA_RANKS if r >= rank), VLLM_LORA_RANKS[-1])
+        lines += ["# vLLM, the LoRA adapter on its base (requests name the adapter)",
+                  f"vllm serve {q(str(base))} --enable-lora --lora-modules {q(f'{name}={adapter}')}"
+                  + (f" --max-lora-rank {cap}" if cap > VLLM_LORA_RANKS[0] else "")
+                  + " --generation-config auto --host 127.0.0.1 --port 8000"]
+    for gguf in sorted({*export_dir.glob("*.gguf"), *export_dir.glob("*/*.gguf")}):
+        lines += [f"# llama.cpp, {gguf.name}",
+                  f"llama-server -m {q(str(gguf))} --jinja --alias {q(name)} --host 127.0.0.1 --port 8080"]
+    return "\n".join(lines) if lines else f"# {export_dir} holds no merged weights, adapter or GGUF file"
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def _locate(model_dir: Path) -> tuple[Path, Path | None, Path]:
+    """(weights folder, adapter folder or None, tokenizer folder) for a model, an export or a training run."""
+    if not model_dir.is_dir():
+        raise InputError(f"model folder {model_dir} does not exist",
+                         hint="pass a merged export or a training run folder (`<home>/train/<id>`)")
+    for weights in (model_dir, model_dir / "merged"):
+        if _is_model(weights):
+            return weights, None, weights
+    run_weights = next((p for p in (model_dir / "adapter", model_dir / "model") if p.is_dir()), None)
+    if run_weights is not None and (model_dir / "manifest.json").is_file():
+        base = _run_base(model_dir)
+        if base is None or not Path(base).is_dir():
+            raise InputError(f"training run {model_dir} names base model {base!r}, which is not a folder here",
+                             hint="serve a merged export instead, or restore the base model folder")
+        if run_weights.name == "model":  # a full fine-tune: the tuned weights are a model of their own
+            return run_weights, None, Path(base)
+        return Path(base), run_weights, Path(base)
+    raise InputError(f"{model_dir} is neither a model folder (config.json + *.safetensors) nor a training run "
+                     "(adapter/ + manifest.json)", hint="pass the merged export folder or the training run folder")
+
+
+def _run_base(folder: Path) -> str | None:
+    manifest = folder / "manifest.json"
+    return json.loads(manifest.read_text()).get("model_dir") if manifest.is_file() else None
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def _check_host(host: str, *, allow_remote: bool) -> None:
+    if allow_remote or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InputError(f"refusing to listen on `{host}`: the endpoint has no authentication and runs any prompt "
+                         "sent to it, so it listens on this machine only",
+                         hint="keep `--host 127.0.0.1` and tunnel from elsewhere (`ssh -L 8000:127.0.0.1:8000 "
+                              "<this host>`), or pass `--allow-remote` on a network you trust")
+
+
+# -- one request ---------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A request answered with an OpenAI-shaped error instead of a completion."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    messages: list
+    tools: list | None
+    max_tokens: int | None
+    temperature: float
+    top_p: float | None
+    stop: tuple[str, ...]
+    stream: bool
+    include_usage: bool
+
+
+def _parse(body: bytes, served: Served) -> _Request:
+    """The request's generation settings, or `_Refused` saying which field is wrong."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Refused(400, f"the request body is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise _Refused(400, "the request body must be a JSON object")
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise _Refused(400, "you must provide a model parameter", param="model")
+    if model != served.name:
+        raise _Refused(404, f"The model `{model}` does not exist; this server serves `{served.name}`",
+                       param="model", code="model_not_found")
+    messages = doc.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _Refused(400, "`messages` must be a non-empty array", param="messages")
+    messages = [_message(m, i) for i, m in enumerate(messages)]
+    tools = doc.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _Refused(400, "`tools` must be an array", param="tools")
+    if doc.get("n", 1) != 1:
+        raise _Refused(400, "only `n: 1` is supported", param="n")
+    if doc.get("logprobs"):
+        raise _Refused(400, "`logprobs` is not supported", param="logprobs")
+    if (doc.get("response_format") or {}).get("type", "text") != "text":
+        raise _Refused(400, "only `response_format: {\"type\": \"text\"}` is supported", param="response_format")
+    key = "max_completion_tokens" if doc.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = doc.get(key)
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise _Refused(400, f"`{key}` must be a positive integer, not {max_tokens!r}", param=key)
+    temperature = _number(doc, "temperature", 0.0, 0.0, 2.0)
+    top_p = _number(doc, "top_p", None, 0.0, 1.0)
+    if top_p == 0.0:
+        raise _Refused(400, "`top_p` must be above 0", param="top_p")
+    stop = doc.get("stop")
+    stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+        raise _Refused(400, f"`stop` must be a string or an array of at most {MAX_STOP} non-empty strings",
+                       param="stop")
+    options = doc.get("stream_options") or {}
+    return _Request(messages=messages, tools=tools, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                    stop=stop, stream=bool(doc.get("stream")), include_usage=bool(options.get("include_usage")))
+
+
+def _message(m, i: int) -> dict:
+    """One message as chat templates expect it: string content, `developer` read as `system`."""
+    if not isinstance(m, dict) or m.get("role") not in ROLES:
+        raise _Refused(400, f"messages[{i}] must be an object whose `role` is one of {', '.join(sorted(ROLES))}",
+                       param=f"messages[{i}]")
+    content = m.get("content")
+    if isinstance(content, list):
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            raise _Refused(400, f"messages[{i}].content: only text parts are supported", param=f"messages[{i}].content")
+        content = "\n".join(p["text"] for p in content)
+    elif content is not None and not isinstance(content, str):
+        raise _Refused(400, f"messages[{i}].content must be a string or an array of text parts",
+                       param=f"messages[{i}].content")
+    role = "system" if m["role"] == "developer" else m["role"]
+    return {**m, "role": role, "content": content or ""}
+
+
+def _number(doc: dict, key: str, default, low: float, high: float):
+    value = doc.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise _Refused(400, f"`{key}` must be a number from {low:g} to {high:g}, not {value!r}", param=key)
+    return float(value)
+
+
+class _Turn:
+    """Sees each token the moment `generate` picks it (as a stopping criterion, so it can also halt
+    generation at once): counts it, turns the tokens so far into text, cuts at a `stop` string, and
+    hands `emit` the text that can no longer change. `emit` returns False when the client has gone.
+    """
+
+    def __init__(self, served: Served, *, max_tokens: int, stop: tuple[str, ...], emit=None):
+        self.tokenizer, self.stop_ids, self.stop = served.template.tokenizer, set(served.stop_ids), stop
+        self.max_tokens, self.emit = max_tokens, emit
+        self.ids: list[int] = []  # the answer's tokens, the stop token left out
+        self.count = 0  # tokens generated, the stop token included
+        self.text, self.sent = "", 0
+        self.finish: str | None = None
+        self.gone = False
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        token = int(input_ids[0, -1])
+        self.count += 1
+        if token in self.stop_ids:
+            self.finish = "stop"
+        else:
+            self.ids.append(token)
+            self.text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+            cut = min((i for i in (self.text.find(s) for s in self.stop) if i >= 0), default=None)
+            if cut is not None:
+                self.text, self.finish = self.text[:cut], "stop"
+        if self.finish is None and self.count >= self.max_tokens:
+            self.finish = "length"
+        self._send()
+        return torch.full((input_ids.shape[0],), self.finish is not None or self.gone, dtype=torch.bool,
+                          device=input_ids.device)
+
+    def _send(self) -> None:
+        ready = len(self.text) if self.finish else self._settled()
+        if self.emit is None or self.gone or ready <= self.sent:
+            return
+        self.gone = not self.emit(self.text[self.sent:ready])
+        self.sent = ready
+
+    def _settled(self) -> int:
+        """How much of the text is final: not a possible start of a stop string, nor half a character."""
+        end = len(self.text)
+        held = max((k for s in self.stop for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        end -= held
+        while end and self.text[end - 1] == "\ufffd":  # a multi-byte character still arriving
+            end -= 1
+        return end
+
+
+def _generate(served: Served, prompt_ids: list[int], req: _Request, *, max_tokens: int, emit=None) -> _Turn:
+    import torch
+    from transformers import StoppingCriteriaList
+
+    turn = _Turn(served, max_tokens=max_tokens, stop=req.stop, emit=emit)
+    ids = torch.tensor([prompt_ids], device=served.model.device)
+    tokenizer = served.template.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else served.stop_ids[0]
+    sampling = {"do_sample": True, "temperature": req.temperature, "top_p": req.top_p} if req.temperature > 0 \
+        else {"do_sample": False}
+    with torch.no_grad():
+        served.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                              eos_token_id=list(served.stop_ids), pad_token_id=pad,
+                              stopping_criteria=StoppingCriteriaList([turn]), **sampling)
+    return turn
+
+
+def _prompt(served: Served, req: _Request) -> tuple[list[int], int]:
+    """The rendered prompt's token ids and the answer's token budget."""
+    from jinja2 import TemplateError
+
+    template = served.template
+    try:
+        text = template.text(template.prepare(req.messages), tools=req.tools, generation_prompt=True)
+    except (TemplateError, KeyError, TypeError) as e:
+        raise _Refused(400, f"the model's chat template cannot render these messages: {e}", param="messages") from None
+    ids = template.tokenizer(text, add_special_tokens=False)["input_ids"]
+    room = served.context - len(ids)
+    if room < 1 or (req.max_tokens or 0) > room:
+        raise _Refused(400, f"this model's context is {served.context} tokens; the messages take {len(ids)} and "
+                            f"{req.max_tokens or 1} more were asked for", param="messages",
+                       code="context_length_exceeded")
+    return ids, req.max_tokens or room
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes the three endpoints; every answer is JSON or server-sent events."""
+
+    server_version = "gt-finetune-serve"
+    allow = ""  # the method a 405 answer names
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def do_PUT(self):
+        self._route("PUT")
+
+    def do_DELETE(self):
+        self._route("DELETE")
+
+    def do_PATCH(self):
+        self._route("PATCH")
+
+    def _route(self, method: str) -> None:
+        started = time.monotonic()
+        self.status, self.wrote_headers, self.usage = 0, False, None
+        served: Served = self.server.served
+        path = self.path.split("?", 1)[0].rstrip("/")
+        allowed = {"/v1/models": "GET", f"/v1/models/{served.name}": "GET", "/v1/chat/completions": "POST"}
+        try:
+            if path not in allowed:
+                raise _Refused(404, f"Invalid URL ({method} {path}): this server answers GET /v1/models and "
+                                    "POST /v1/chat/completions")
+            if method != allowed[path]:
+                self.allow = allowed[path]
+                raise _Refused(405, f"{method} is not allowed on {path}; use {allowed[path]}")
+            if path == "/v1/chat/completions":
+                self._complete(served)
+            elif path == "/v1/models":
+                self._json(200, {"object": "list", "data": [_model_card(served)]})
+            else:
+                self._json(200, _model_card(served))
+        except _Refused as e:
+            self._json(e.status, e.body())
+        except Exception:  # a bug: say so in OpenAI's shape, keep serving, put the traceback in the log
+            traceback.print_exc(file=sys.stderr)
+            if not self.wrote_headers:
+                self._json(500, _Refused(500, "internal error in gt-finetune serve; the traceback is in its log",
+                                         kind="server_error").body())
+        tokens = f" prompt={self.usage[0]} completion={self.usage[1]}" if self.usage else ""
+        print(f"serve: {method} {path} {self.status}{tokens} {time.monotonic() - started:.2f}s", file=sys.stderr)
+
+    def _complete(self, served: Served) -> None:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise _Refused(411, "send the body with a Content-Length header")
+        if int(length) > MAX_BODY:
+            raise _Refused(413, f"the request body is {int(length)} bytes; the limit is {MAX_BODY}")
+        req = _parse(self.rfile.read(int(length)), served)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        with served.lock:  # one generation at a time; the tokenizer is not safe to share across threads either
+            prompt_ids, max_tokens = _prompt(served, req)
+            if not req.stream:
+                turn = _generate(served, prompt_ids, req, max_tokens=max_tokens)
+                self.usage = (len(prompt_ids), turn.count)
+                self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": served.name,
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.text},
+                                              "logprobs": None, "finish_reason": turn.finish}],
+                                 "usage": _usage(*self.usage)})
+                return
+            self._start(200, "text/event-stream; charset=utf-8", None)
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served.name}
+            if req.include_usage:
+                chunk["usage"] = None
+
+            def event(delta: dict, finish: str | None = None) -> bool:
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                return self._event({**chunk, "choices": [choice]})
+
+            if not event({"role": "assistant", "content": ""}):
+                self.status = "client gone"
+                return
+            turn = _generate(served, prompt_ids, req, max_tokens=max_tokens,
+                             emit=lambda piece: event({"content": piece}))
+            self.usage = (len(prompt_ids), turn.count)
+            if turn.gone:
+                self.status = "client gone"
+                return
+            event({}, turn.finish)
+            if req.include_usage:
+                self._event({**chunk, "choices": [], "usage": _usage(*self.usage)})
+            self._event("[DONE]")
+
+    def _event(self, data) -> bool:
+        payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        try:
+            self.wfile.write(f"data: {payload}\n\n".encode())
+            self.wfile.flush()
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def _json(self, status: int, doc: dict) -> None:
+        body = json.dumps(doc, ensure_ascii=False).encode()
+        self._start(status, "application/json", len(body))
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.status = f"{status} client gone"
+
+    def _start(self, status: int, content_type: str, length: int | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        else:
+            self.send_header("Cache-Control", "no-cache")
+        if status == 405:
+            self.send_header("Allow", self.allow)
+        self.end_headers()
+        self.status, self.wrote_headers = status, True
+
+    def log_request(self, code="-", size="-"):
+        """Silenced: `_route` logs one line per request, without any message content."""
+
+    def log_message(self, format, *args):
+        print(f"serve: {format % args}", file=sys.stderr)
+
+
+def _model_card(served: Served) -> dict:
+    return {"id": served.name, "object": "model", "created": served.created, "owned_by": "gt-finetune"}
+
+
+def _usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
