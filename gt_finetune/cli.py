@@ -212,7 +212,8 @@ def review(job_id, decision, reason, home, town):
 @click.option("--compare", type=click.Choice(["base", "none"]), default="base", show_default=True,
               help="Also score the base model (with and without role context).")
 @click.option("--items", "items_per_family", type=int, default=0, help="GT-Bench items per family (0: all).")
-@click.option("--max-new-tokens", type=int, default=96, show_default=True)
+@click.option("--max-new-tokens", type=int, default=64, show_default=True,
+              help="Answer length (formula files get 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @common
 def eval_command(model, suite, compare, items_per_family, max_new_tokens, as_json, home, town):

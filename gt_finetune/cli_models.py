@@ -6,6 +6,7 @@ module last, which adds these commands to its group.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -129,3 +130,155 @@ def models_archive(model, reason, home, town):
                          hint=f"gt-finetune rollback {m.deployment}")
     Registry(session.home).set_state(m.id, "archived", reason)
     click.echo(m.id)
+
+
+@cli.command(name="serve")
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only, unless "
+              "--allow-remote).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--name", help="Model name clients ask for (default: the model id).")
+@click.option("--allow-remote", is_flag=True, help="Listen on a non-loopback address: the endpoint has no "
+              "authentication and runs any prompt it is sent.")
+@common
+def serve_command(model, host, port, name, allow_remote, home, town):
+    """An OpenAI-compatible endpoint (/v1/chat/completions, streaming or not; /v1/models) for a model.
+
+    MODEL is a registered model or job (its export's merged weights when exported, else its
+    training run), or a model folder. Stops at the trained end-of-turn token. Prints the URL;
+    Ctrl-C stops it. The same export can be served by vLLM or llama.cpp: the commands are printed.
+
+    \b
+    Examples:
+      gt-finetune serve ft-a3k9
+      gt-finetune serve ft-a3k9 --port 8377
+    """
+    from .deploy.serve import other_runtimes, serve
+
+    folder, model_id = _served_folder(model, home, town)
+    click.echo(other_runtimes(folder, name=name or model_id), err=True)
+    serve(folder, host=host, port=port, name=name or model_id, allow_remote=allow_remote)
+
+
+def _served_folder(model: str, home, town):
+    """The folder to serve for a model reference, and the name to serve it under."""
+    from .lineage import find_model
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, path.name
+    m = find_model(session_for(home, town).home, model)
+    return Path(m.export_dir or m.train_dir), m.id
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--roles", default="", help="Comma-separated roles to map to the alias in `role_agents` "
+              "(mayor, deacon, witness, refinery, polecat, crew, boot, dog). Empty: the alias only.")
+@click.option("--alias", default="finetune", show_default=True, help="The agent alias in settings `agents`.")
+@click.option("--endpoint", default="http://127.0.0.1:8000/v1", show_default=True,
+              help="Where `gt-finetune serve` (or vLLM / llama.cpp) answers for the model.")
+@click.option("--agent-cli", type=click.Choice(["goose", "opencode"]), default="goose", show_default=True,
+              help="The OpenAI-compatible agent CLI gt starts for the alias.")
+@click.option("--settings", "settings_path", type=click.Path(dir_okay=False),
+              help="Settings file to edit (default: <town>/settings/config.json).")
+@click.option("--dry-run", is_flag=True, help="Show the change and write nothing.")
+@click.option("--force", is_flag=True, help="Deploy a model that review has not approved (recorded).")
+@common
+def deploy(model, roles, alias, endpoint, agent_cli, settings_path, dry_run, force, home, town):
+    """Make a model a Gas Town agent: an `agents` alias pointing an agent CLI at its endpoint.
+
+    Adds or replaces settings `agents.<alias>` and, with --roles, `role_agents.<role>` — nothing
+    else in the file, which keeps its formatting. Shows the diff first; records what was there so
+    `gt-finetune rollback` restores it. Only approved models, unless --force.
+
+    \b
+    Examples:
+      gt-finetune deploy ft-a3k9 --roles dog,witness --dry-run
+      gt-finetune deploy ft-a3k9 --roles dog,witness
+      gt-finetune serve ft-a3k9 --port 8000      # the endpoint the alias talks to
+    """
+    from .deploy import apply_deploy, plan_deploy
+    from .lineage import find_model
+    from .registry import Registry
+
+    session = session_for(home, town)
+    m = find_model(session.home, model)
+    if m.state not in ("approved", "deployed", "superseded") and not force:
+        raise InputError(f"model `{m.id}` is {m.state}, not approved by review",
+                         hint=f"review it (`gt-finetune review {m.job_id} approve --reason …`), or pass --force")
+    settings = _settings_file(settings_path, session)
+    chosen = tuple(r.strip() for r in roles.split(",") if r.strip())
+    record_dir = session.home / "deployments"
+    plan = plan_deploy(settings, alias=alias, model_name=m.id, endpoint=endpoint, roles=chosen, agent_cli=agent_cli,
+                       record_dir=record_dir)
+    click.echo(plan.diff or f"{settings}: already as planned", err=dry_run)
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    if dry_run:
+        return
+    record = apply_deploy(plan, record_dir=record_dir)
+    registry = Registry(session.home)
+    if m.state not in ("approved", "deployed", "superseded"):
+        registry.record("deploy-forced", m.id, {"state": m.state})
+    registry.deployed(m.id, alias=alias, deployment=record.id)
+    click.echo(f"deployed {m.id} as `{alias}`" + (f" for {', '.join(chosen)}" if chosen else "")
+               + f"; start its endpoint with `gt-finetune serve {m.id} --port {_port(endpoint)}`; "
+               f"undo with `gt-finetune rollback {record.id}`", err=True)
+    click.echo(record.id)
+
+
+@cli.command()
+@click.argument("deployment", required=False)
+@click.option("--dry-run", is_flag=True, help="Show what would be restored and write nothing.")
+@common
+def rollback(deployment, dry_run, home, town):
+    """Undo a deployment (default: the latest): the settings file as it was, the model back to approved.
+
+    When nobody touched the file since the deployment, its original bytes come back exactly;
+    otherwise only the deployment's own keys are reverted and other edits are kept.
+
+    \b
+    Examples:
+      gt-finetune rollback
+      gt-finetune rollback dep-20261126-0001 --dry-run
+    """
+    from .deploy import load_deployment, previous_deployment, rollback as undo
+    from .registry import Registry
+
+    session = session_for(home, town)
+    record_dir = session.home / "deployments"
+    if deployment:
+        path = record_dir / f"{deployment}.json"
+        if not path.is_file():
+            raise InputError(f"no deployment `{deployment}` in {record_dir}",
+                             hint="`gt-finetune models list` shows which model is deployed and its deployment")
+        record = load_deployment(path)
+    else:
+        record = previous_deployment(record_dir)
+        if record is None:
+            raise InputError("nothing to roll back: no live deployment", hint="`gt-finetune models list`")
+    result = undo(record, dry_run=dry_run)
+    click.echo(result.diff or f"{result.settings}: nothing to change", err=dry_run)
+    for note in [*result.notes, *(f"kept: {k}" for k in result.kept)]:
+        click.echo(f"note: {note}", err=True)
+    if not dry_run:
+        back = Registry(session.home).rolled_back(record.id)
+        click.echo(f"rolled back {record.id} ({result.mode})"
+                   + (f"; {', '.join(f'{m.id} is {m.state}' for m in back)}" if back else ""), err=True)
+        click.echo(record.id)
+
+
+def _settings_file(explicit: str | None, session) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    if session.town is None:
+        raise InputError("no Gas Town found to deploy into",
+                         hint="run inside a town, pass `--town <root>`, or name the file with `--settings`")
+    return session.town.root / "settings" / "config.json"
+
+
+def _port(endpoint: str) -> int:
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint).port or 8000

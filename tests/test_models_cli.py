@@ -64,3 +64,40 @@ def test_a_deployed_model_cannot_be_archived_and_an_unknown_one_is_named(capsys,
     assert code == 1 and "is deployed as `ft-local`; roll it back first" in err and "gt-finetune rollback dep-1" in err
     code, _, err = cli(capsys, "models", "show", "nope")
     assert code == 1 and "no model matching `nope`" in err and "gt-finetune models list" in err
+
+
+def test_deploy_then_rollback_through_the_cli(capsys, monkeypatch, isolated, tmp_path, shared):
+    import shutil
+
+    original = shared / "fixtures" / "real" / "immortan-town" / "settings" / "config.json"
+    settings = tmp_path / "settings" / "config.json"
+    settings.parent.mkdir()
+    shutil.copy(original, settings)
+    a, b = two_models(capsys, monkeypatch, isolated)
+    code, _, err = cli(capsys, "deploy", a, "--settings", str(settings))
+    assert code == 1 and "is candidate, not approved by review" in err
+    registry = Registry(isolated)
+    registry.set_state(a, "approved", "witness: good")
+
+    code, out, err = cli(capsys, "deploy", a, "--roles", "dog,witness", "--settings", str(settings), "--dry-run")
+    assert code == 0, err
+    assert '+    "finetune" : {' in err and settings.read_bytes() == original.read_bytes()
+
+    code, out, err = cli(capsys, "deploy", a, "--roles", "dog,witness", "--settings", str(settings))
+    assert code == 0, err
+    deployment = out.strip().splitlines()[-1]
+    after = json.loads(settings.read_text())
+    assert after["role_agents"] == {"dog": "finetune", "witness": "finetune"}
+    assert after["agents"]["finetune"]["env"]["GOOSE_MODEL"] == a
+    before = json.loads(original.read_text())
+    assert {k: v for k, v in after.items() if k != "role_agents"} == {
+        **before, "agents": {**before["agents"], "finetune": after["agents"]["finetune"]}}
+    assert (registry.model(a).state, registry.model(a).alias) == ("deployed", "finetune")
+    assert f"gt-finetune rollback {deployment}" in err
+
+    code, out, err = cli(capsys, "rollback")
+    assert code == 0, err
+    assert settings.read_bytes() == original.read_bytes()
+    assert registry.model(a).state == "approved" and "(exact)" in err
+    code, _, err = cli(capsys, "rollback")
+    assert code == 1 and "nothing to roll back" in err

@@ -31,6 +31,7 @@ from .report import draw_chart, render_report
 
 VARIANTS = ("base", "base+context", "tuned", "tuned+context")
 LONG_ANSWER_TOKENS = 256  # a small formula file in TOML
+PROBE_TOKENS = 48  # a one-sentence general answer: enough to name the probe's keywords
 HISTORY_MESSAGES = 6  # held-out turns: the system prompt and this many messages before the turn
 HISTORY_CHARS = 1500  # … each cut to this many characters (tool output can be pages long)
 GT_BENCH = "gt-bench"
@@ -42,7 +43,7 @@ class EvalSpec:
     suite: str = GT_BENCH  # or the path of a promptfooconfig.yaml
     items_per_family: int = 0  # 0: every item; else the first N of each family (by id)
     held_out_turns: int = 20  # at most this many held-out session turns (0: none)
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64  # a command, a JSON decision or a refusal; formula files get LONG_ANSWER_TOKENS
     batch_size: int = 8
     compare_base: bool = True
     gate: Gate = field(default_factory=Gate)
@@ -105,7 +106,7 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
                 passed = sum(t.score(a)[0] for t, a in zip(tasks, answers[variant]))
                 _say(f"{variant}: {passed}/{len(tasks)} tasks passed ({time.monotonic() - started:.0f} s)")
             general = generate_answers(model, tokenizer, [[{"role": "user", "content": p["prompt"]}] for p in probes],
-                                       max_new_tokens=spec.max_new_tokens, stop=stop, batch_size=spec.batch_size)
+                                       max_new_tokens=PROBE_TOKENS, stop=stop, batch_size=spec.batch_size)
             scores[who] = {"perplexity": answer_perplexity(model, tokenizer, probes),
                            "hits": keyword_hits(general, probes), "general_answers": general,
                            "held_out_loss": heldout_loss(model, held_out) if held_out else None}
