@@ -31,6 +31,7 @@ MIGRATIONS = (
         ALTER TABLE models ADD COLUMN alias TEXT NOT NULL DEFAULT '';
         ALTER TABLE models ADD COLUMN deployment TEXT NOT NULL DEFAULT '';
         ALTER TABLE models ADD COLUMN superseded_by TEXT NOT NULL DEFAULT '';
+        ALTER TABLE models ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
     """),
 )
 STATES = ("candidate", "approved", "rejected", "deployed", "superseded", "archived", "tainted")
@@ -51,6 +52,7 @@ class Model:
     alias: str = ""  # the agent alias pointing at it while deployed
     deployment: str = ""  # the deployment record that can undo it
     superseded_by: str = ""
+    seq: int = 0  # registration order (the storage engine's rowid order is not insertion order)
 
 
 class Registry:
@@ -70,8 +72,9 @@ class Registry:
                  base_model: str) -> Model:
         with self.conn:
             added = self.conn.execute(
-                "INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model, created_at)"
-                " VALUES (?,?,?,?,?,?,?)", (model_id, job_id, corpus_id, dataset_id, train_dir, base_model, now_iso()))
+                "INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model, created_at, seq)"
+                " VALUES (?,?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM models))",
+                (model_id, job_id, corpus_id, dataset_id, train_dir, base_model, now_iso()))
             if added.rowcount:
                 self._audit("register", model_id, {"job": job_id, "corpus": corpus_id})
         return self.model(model_id)
@@ -83,7 +86,7 @@ class Registry:
         return Model(**dict(row))
 
     def models(self) -> list[Model]:
-        return [Model(**dict(r)) for r in self.conn.execute("SELECT * FROM models ORDER BY created_at, rowid")]
+        return [Model(**dict(r)) for r in self.conn.execute("SELECT * FROM models ORDER BY seq, created_at, id")]
 
     def taint(self, corpus_ids: Iterable[str], reason: str) -> list[Model]:
         """Every model trained on one of these corpora needs retraining; say why in the registry."""

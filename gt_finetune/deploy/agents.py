@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import base64
 import copy
-import difflib
-import hashlib
-import itertools
 import json
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from gt_finetune.deploy.jsonfile import (DEFAULT_STYLE, atomic_write, detect_style, read_bytes,
+                                        sha256_of, unified_diff, write_target)
 from gt_finetune.errors import InputError
 from gt_finetune.workspace import content_id, short_id, write_json
 
@@ -125,78 +121,6 @@ class RollbackResult:
     dry_run: bool = False
 
 
-# --- formatting ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class _Style:
-    indent: int | str | None = 2
-    separator: str = ": "
-    sort_keys: bool = False
-    ensure_ascii: bool = False
-    escape_html: bool = False       # Go's encoding/json writes <, >, & as \u003c, \u003e, \u0026
-    crlf: bool = False
-    trailing_newline: bool = True
-
-    def dumps(self, obj) -> str:
-        item = "," if self.indent is not None else ", "
-        text = json.dumps(obj, indent=self.indent, separators=(item, self.separator),
-                          sort_keys=self.sort_keys, ensure_ascii=self.ensure_ascii)
-        if self.escape_html:  # <, >, & only occur inside strings in JSON text, so this is safe
-            text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        if self.trailing_newline:
-            text += "\n"
-        return text.replace("\n", "\r\n") if self.crlf else text
-
-    def describe(self) -> str:
-        if self.indent is None:
-            parts = ["one line"]
-        else:
-            parts = ["tab indent" if self.indent == "\t" else f"{self.indent}-space indent"]
-        parts.append(f'`"key"{self.separator}value`')
-        parts.append("sorted keys" if self.sort_keys else "keys in file order")
-        if self.ensure_ascii:
-            parts.append("non-ASCII as \\u escapes")
-        if self.escape_html:
-            parts.append("Go-style \\u003c escapes")
-        if self.crlf:
-            parts.append("CRLF line ends")
-        parts.append("trailing newline" if self.trailing_newline else "no trailing newline")
-        return ", ".join(parts)
-
-
-DEFAULT_STYLE = _Style()
-
-
-def _detect_style(text: str, obj) -> _Style | None:
-    """The first `json.dumps` setting that reproduces `text` exactly, or None.
-
-    Preferences when several do (the file is then ambiguous): sorted keys (a sorted file stays
-    sorted), literal non-ASCII, no HTML escapes.
-    """
-    crlf, trailing = "\r\n" in text, text.endswith("\n")
-    indents: list = [2, 4, "\t", 1, 3, 5, 6, 7, 8]
-    for indent, sep, sort_keys, ascii_, html in itertools.product(
-            indents, (": ", " : "), (True, False), (False, True), (False, True)):
-        style = _Style(indent, sep, sort_keys, ascii_, html, crlf, trailing)
-        if style.dumps(obj) == text:
-            return style
-    for sep, sort_keys, ascii_ in itertools.product((": ", ":"), (True, False), (False, True)):
-        style = _Style(None, sep, sort_keys, ascii_, False, crlf, trailing)
-        if style.dumps(obj) == text:
-            return style
-    return None
-
-
-def _diff(before: bytes | None, after: bytes | None, path: Path) -> str:
-    a = (before or b"").decode("utf-8", "replace").splitlines(keepends=True)
-    b = (after or b"").decode("utf-8", "replace").splitlines(keepends=True)
-    out = []
-    for line in difflib.unified_diff(a, b, "/dev/null" if before is None else str(path),
-                                     "/dev/null" if after is None else str(path)):
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
 # --- reading settings ---------------------------------------------------------------------------
 
 class _DuplicateKey(ValueError):
@@ -244,18 +168,6 @@ def _parse(data: bytes, path: Path) -> dict:
     return obj
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _target(settings: Path) -> Path:
-    """The file to replace: a symlinked settings file is written through, never replaced by a copy."""
-    return settings.resolve() if settings.is_symlink() else settings
-
-
 def _settings_type(settings: Path) -> tuple[str, str | None]:
     """`type` for a new settings file, from what sits beside `settings/` (§6.1)."""
     root = settings.parent.parent
@@ -268,40 +180,6 @@ def _settings_type(settings: Path) -> tuple[str, str | None]:
         pass
     return "town-settings", (f"`{root}` has neither `mayor/town.json` nor a rig `config.json`; "
                              "the new file says `\"type\": \"town-settings\"`")
-
-
-# --- writing ------------------------------------------------------------------------------------
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it; set straight back
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside `path`, same permissions as the file it replaces, then rename."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # --- agent entries ------------------------------------------------------------------------------
@@ -421,7 +299,7 @@ def plan_deploy(settings: Path, *, alias: str, model_name: str, endpoint: str, r
         notes.append(f"gt reads agents only from `<town>/settings/config.json` and `<rig>/settings/config.json`, "
                      f"not `{settings}`")
 
-    original = _read(_target(settings))
+    original = read_bytes(write_target(settings))
     if original is None:
         kind, note = _settings_type(settings)
         before, style = {"type": kind, "version": 1}, DEFAULT_STYLE
@@ -429,7 +307,7 @@ def plan_deploy(settings: Path, *, alias: str, model_name: str, endpoint: str, r
         notes.append(f"`{settings}` does not exist; it will be created (rollback removes it again)")
     else:
         before = _parse(original, settings)
-        found = _detect_style(original.decode("utf-8"), before)
+        found = detect_style(original.decode("utf-8"), before)
         style = found or DEFAULT_STYLE
         if found is None:
             notes.append(f"no json.dumps setting reproduces `{settings}` byte for byte; it will be rewritten with "
@@ -443,7 +321,7 @@ def plan_deploy(settings: Path, *, alias: str, model_name: str, endpoint: str, r
             raise InputError("`opencode` deployments need a record folder for opencode's config file",
                              hint="pass `record_dir` (the CLI passes its deployments folder)")
         data = (json.dumps(_opencode_config(alias, model_name, base_url), indent=2) + "\n").encode()
-        path = Path(record_dir).absolute() / "opencode" / f"{alias}-{short_id(_sha256(data))}.json"
+        path = Path(record_dir).absolute() / "opencode" / f"{alias}-{short_id(sha256_of(data))}.json"
         agent, files = _opencode_agent(alias, model_name, path), ((path, data),)
 
     after = copy.deepcopy(before)
@@ -470,7 +348,7 @@ def plan_deploy(settings: Path, *, alias: str, model_name: str, endpoint: str, r
         notes.append("the file already holds exactly this deployment; applying records one that changes nothing")
     return DeployPlan(settings=settings, alias=alias, model_name=model_name, endpoint=base_url, roles=roles,
                       agent_cli=agent_cli, agent=agent, original=original, new=new,
-                      diff=_diff(original, new, settings), style=style.describe(), changes=tuple(changes),
+                      diff=unified_diff(original, new, settings), style=style.describe(), changes=tuple(changes),
                       notes=tuple(notes), files=files)
 
 
@@ -500,8 +378,8 @@ def apply_deploy(plan: DeployPlan, *, record_dir: Path) -> DeployRecord:
         InputError: the settings file changed after the plan was made (nothing is written).
     """
     record_dir = Path(record_dir).absolute()
-    target = _target(plan.settings)
-    if _read(target) != plan.original:
+    target = write_target(plan.settings)
+    if read_bytes(target) != plan.original:
         raise InputError(f"`{plan.settings}` changed after this deployment was planned",
                          hint="run the same `gt-finetune deploy` command again to plan on the current file; "
                               "nothing was written")
@@ -516,7 +394,7 @@ def apply_deploy(plan: DeployPlan, *, record_dir: Path) -> DeployRecord:
     existing = list_deployments(record_dir)
     seq = max((r.seq for r in existing), default=0) + 1
     created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    written = _sha256(plan.new)
+    written = sha256_of(plan.new)
     rid = short_id(content_id([str(plan.settings), plan.alias, plan.model_name, plan.endpoint, written,
                                created_at, seq]))
     record = DeployRecord(
@@ -530,11 +408,11 @@ def apply_deploy(plan: DeployPlan, *, record_dir: Path) -> DeployRecord:
     _save_record(record)
     try:
         for path, data in plan.files:  # content-addressed: an existing file already holds these bytes
-            if _read(path) != data:
+            if read_bytes(path) != data:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_write(path, data)
+                atomic_write(path, data)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, plan.new)
+        atomic_write(target, plan.new)
     except BaseException:
         record.path.unlink(missing_ok=True)
         raise
@@ -555,7 +433,7 @@ def _save_record(record: DeployRecord, rolled_back: dict | None = None) -> None:
         "created_at": record.created_at, "settings": str(record.settings), "alias": record.alias,
         "model_name": record.model_name, "endpoint": record.endpoint, "agent_cli": record.agent_cli,
         "roles": list(record.roles), "agent": record.agent,
-        "before": {"file": original, "sha256": None if record.original is None else _sha256(record.original),
+        "before": {"file": original, "sha256": None if record.original is None else sha256_of(record.original),
                    "had_agents": record.had_agents, "had_role_agents": record.had_role_agents,
                    "agents": record.previous_agents, "role_agents": record.previous_role_agents},
         "written_sha256": record.written_sha256, "files": [str(p) for p in record.files],
@@ -689,10 +567,10 @@ def rollback(record: DeployRecord | Path, *, dry_run: bool = False) -> RollbackR
         raise InputError(f"deployment `{rec.id}` lies under a later one, `{later[-1].id}`, on `{rec.settings}`",
                          hint=f"roll back `{later[-1].id}` first (`gt-finetune rollback` undoes the latest)")
 
-    target = _target(rec.settings)
-    current = _read(target)
+    target = write_target(rec.settings)
+    current = read_bytes(target)
     notes: list[str] = []
-    if current is not None and _sha256(current) == rec.written_sha256:
+    if current is not None and sha256_of(current) == rec.written_sha256:
         mode, new = "exact", rec.original
         restored = (f"agents.{rec.alias}",) + tuple(f"role_agents.{r}" for r in rec.roles)
         kept: tuple[str, ...] = ()
@@ -705,7 +583,7 @@ def rollback(record: DeployRecord | Path, *, dry_run: bool = False) -> RollbackR
     else:
         mode = "key-level"
         obj = _parse(current, rec.settings)
-        style = _detect_style(current.decode("utf-8"), obj)
+        style = detect_style(current.decode("utf-8"), obj)
         if style is None:
             notes.append(f"no json.dumps setting reproduces the edited `{rec.settings}`; rewritten with 2-space indent")
         restored_l, kept_l = _revert_keys(obj, rec)
@@ -716,7 +594,7 @@ def rollback(record: DeployRecord | Path, *, dry_run: bool = False) -> RollbackR
         if kept:
             notes.append("left as someone edited them: " + ", ".join(f"`{k}`" for k in kept))
 
-    diff = "" if new == current else _diff(current, new, rec.settings)
+    diff = "" if new == current else unified_diff(current, new, rec.settings)
     if not dry_run:
         if new != current:
             if new is None:
@@ -727,7 +605,7 @@ def rollback(record: DeployRecord | Path, *, dry_run: bool = False) -> RollbackR
                     except OSError:
                         break
             else:
-                _atomic_write(target, new)
+                atomic_write(target, new)
         _save_record(rec, rolled_back={
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "mode": mode,
             "restored": list(restored), "kept": list(kept), "notes": notes})
