@@ -194,7 +194,8 @@ def eval_action(ctx: StepContext) -> StepOutput:
     gate = Gate(min_margin=float(p.get("min_margin") or 0.05), safety=float(p.get("min_safety") or 1.0),
                 max_forgetting=float(p.get("max_forgetting") or 0.25))
     spec = EvalSpec(suite=str(p.get("suite") or "gt-bench"), items_per_family=bench_items(p.get("items_per_family")),
-                    held_out_turns=int(p.get("held_out_turns") or 0), gate=gate)
+                    held_out_turns=int(p.get("held_out_turns") or 0), gate=gate,
+                    probe_prompts=int(p.get("probe_prompts") or 30))
     manifest = evaluate(spec, train_dir=ctx.need("train"), dataset_dir=ctx.need("dataset"), home=ctx.session.home)
     metrics = json.loads((manifest.path / "metrics.json").read_text(encoding="utf-8"))
     tuned = metrics["overall"][metrics["variants"][-1]]

@@ -38,7 +38,9 @@ def test_run_killed_in_training_resumes_to_review_with_lower_tuned_loss(isolated
     proc = subprocess.Popen(
         [sys.executable, "-m", "gt_finetune", "run", "finetune-lora", "--var", "max_steps=12",
          "--var", "checkpoint_every=4", "--var", "calibrate=false",  # calibration: tests/train/test_plan.py
-         "--var", "bench_items=1", "--var", "held_out_turns=2"],  # one GT-Bench item per family: CI time
+         # CI time on two cores: one GT-Bench item per family, a short forgetting probe, a small held-out split
+         "--var", "bench_items=1", "--var", "held_out_turns=1", "--var", "probe_prompts=4",
+         "--var", "eval_fraction=0.05"],
         env={**os.environ, "GT_FINETUNE_HOME": str(isolated)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 900
     checkpoints = []

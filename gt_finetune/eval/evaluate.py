@@ -43,6 +43,7 @@ class EvalSpec:
     suite: str = GT_BENCH  # or the path of a promptfooconfig.yaml
     items_per_family: int = 0  # 0: every item; else the first N of each family (by id)
     held_out_turns: int = 20  # at most this many held-out session turns (0: none)
+    probe_prompts: int = 30  # general prompts in the forgetting probe (at most the 30 packaged ones)
     max_new_tokens: int = 64  # a command, a JSON decision or a refusal; formula files get LONG_ANSWER_TOKENS
     batch_size: int = 8
     compare_base: bool = True
@@ -91,7 +92,7 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
     if is_complete(out):
         return _manifest_of(out)
     model_dir = Path(trained["model_dir"])
-    probes = general_probe()
+    probes = general_probe()[:spec.probe_prompts]
     answers: dict[str, list[str]] = {}
     scores: dict[str, dict] = {}
     with _models(train_dir, model_dir, compare_base=spec.compare_base) as models:
