@@ -282,3 +282,41 @@ def _port(endpoint: str) -> int:
     from urllib.parse import urlsplit
 
     return urlsplit(endpoint).port or 8000
+
+
+@cli.command(name="export")
+@click.argument("model")
+@click.option("--format", "formats", default="safetensors,gguf", show_default=True,
+              help="safetensors (always: merged weights + adapter) and/or gguf.")
+@click.option("--gguf-types", default="f16,q8_0", show_default=True, help="GGUF types to write: f16, q8_0.")
+@common
+def export_command(model, formats, gguf_types, home, town):
+    """Merge the adapter into the base and write safetensors, GGUF and a model card, with parity checks.
+
+    The merged model, each GGUF read back (tensor by tensor) and loaded by transformers must
+    decode the same greedy tokens as the trained model, stop at the trained end-of-turn token and
+    carry the same chat template; any mismatch fails the export, naming the first differing
+    token (q8_0's agreement is reported: quantisation changes logits by design). Prints the
+    parity result; the export folder is the last line.
+
+    \b
+    Examples:
+      gt-finetune export ft-a3k9
+      gt-finetune export ft-a3k9 --format safetensors
+    """
+    from .export import ExportSpec, export_model
+    from .lineage import find_model, lineage_of
+    from .registry import Registry
+
+    session = session_for(home, town)
+    lin = lineage_of(session.home, find_model(session.home, model))
+    spec = ExportSpec(formats=_listed(formats), gguf_types=_listed(gguf_types))
+    result = export_model(spec, train_dir=lin.train_dir, home=session.home, dataset_dir=lin.dataset_dir,
+                          corpus_dir=lin.corpus_dir, plan_dir=lin.plan_dir, eval_dir=lin.eval_dir)
+    Registry(session.home).exported(lin.model.id, str(result.path))
+    click.echo(f"parity: {result.parity}")
+    click.echo(str(result.path))
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -46,11 +46,11 @@ class ExportSpec:
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or "safetensors" not in self.formats:
             raise InputError(f"`formats` must include `safetensors` and may add `gguf`; got {', '.join(self.formats) or 'none'}",
-                             hint="pass `--var formats=safetensors,gguf` (or `safetensors` alone)")
+                             hint="pass `--format safetensors,gguf` (or `safetensors` alone)")
         bad = [t for t in self.gguf_types if t not in GGUF_TYPES]
         if bad or ("gguf" in self.formats and not self.gguf_types):
             raise InputError(f"`gguf_types` must be some of {', '.join(GGUF_TYPES)}; got {', '.join(self.gguf_types) or 'none'}",
-                             hint="pass `--var gguf_types=f16,q8_0`")
+                             hint="pass `--gguf-types f16,q8_0`")
         for name in ("parity_prompts", "parity_tokens"):
             if getattr(self, name) < 1:
                 raise InputError(f"`{name}` must be at least 1, got {getattr(self, name)}")

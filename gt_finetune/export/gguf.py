@@ -38,16 +38,16 @@ def check_supported(config: dict, *, where: Path) -> None:
     if model_type not in ARCHITECTURES:
         raise InputError(f"GGUF export supports {' and '.join(f'`{a}`' for a in ARCHITECTURES)} models; "
                          f"`{where}` is `{model_type}`",
-                         hint="export with `--var formats=safetensors` to skip GGUF, or train a Llama-family or "
+                         hint="export with `--format safetensors` to skip GGUF, or train a Llama-family or "
                               "Qwen2 base model")
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type != "default":
         raise InputError(f"`{where}` uses RoPE scaling `{rope_type}`, which the GGUF export does not write",
-                         hint="export with `--var formats=safetensors` to skip GGUF")
+                         hint="export with `--format safetensors` to skip GGUF")
     if model_type == "llama" and (config.get("attention_bias") or config.get("mlp_bias")):
         raise InputError(f"`{where}` is a llama with attention or MLP biases, which the GGUF export does not write",
-                         hint="export with `--var formats=safetensors` to skip GGUF")
+                         hint="export with `--format safetensors` to skip GGUF")
 
 
 def write_gguf(merged_dir: Path, path: Path, *, gguf_type: str, end_of_turn_id: int | None, name: str,
@@ -134,7 +134,7 @@ def gguf_tensors(merged_dir: Path, config: dict) -> list[Tensor]:
                 gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
                 if gguf_name is None:
                     raise InputError(f"tensor `{hf_name}` in `{file}` has no llama.cpp name for "
-                                     f"`{config['model_type']}`", hint="export with `--var formats=safetensors` to "
+                                     f"`{config['model_type']}`", hint="export with `--format safetensors` to "
                                                                        "skip GGUF")
                 rotary = next((n for suffix, n in heads.items() if gguf_name.endswith(suffix)), 0) if llama else 0
                 tensors.append(Tensor(gguf_name, hf_name, file, tuple(f.get_slice(hf_name).get_shape()), rotary))
@@ -180,7 +180,7 @@ def pre_tokenizer(merged_dir: Path) -> str:
     if data.get("model", {}).get("type") != "BPE":
         raise InputError(f"the tokenizer in `{merged_dir}` is `{data.get('model', {}).get('type')}`, not byte-level BPE; "
                          "the GGUF export writes BPE vocabularies only",
-                         hint="export with `--var formats=safetensors` to skip GGUF")
+                         hint="export with `--format safetensors` to skip GGUF")
     pre = data.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     shape = [{k: s.get(k) for k in ("type", "use_regex", "individual_digits")} for s in steps]
@@ -194,7 +194,7 @@ def pre_tokenizer(merged_dir: Path) -> str:
         return "qwen2"
     raise InputError(f"the tokenizer in `{merged_dir}` splits text as {json.dumps(shape)}, which the GGUF export "
                      "cannot name for llama.cpp (it knows GPT-2, SmolLM and Qwen2 splitting)",
-                     hint="export with `--var formats=safetensors` to skip GGUF")
+                     hint="export with `--format safetensors` to skip GGUF")
 
 
 def _matches(step: dict, want: dict) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,23 @@ def test_upstream_folders_of_another_run_are_refused(tiny_model, new_run, upstre
 def test_spec_errors_name_the_field(values, message):
     with pytest.raises(InputError, match=message):
         ExportSpec(**values)
+
+
+def test_the_export_command_exports_a_registered_model_and_records_the_folder(tiny_model, new_run, tmp_path, isolated,
+                                                                                capsys):
+    from gt_finetune.cli import main
+    from gt_finetune.registry import Registry
+
+    run = new_run(tiny_model("chatml"), tmp_path / "train" / "r9")
+    Registry(isolated).register(model_id="ft-zz9-r9", job_id="ft-zz9", corpus_id="c", dataset_id="d",
+                                train_dir=str(run), base_model=str(tiny_model("chatml")))
+    code = main(["export", "ft-zz9", "--format", "safetensors"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    *lines, folder = out.strip().splitlines()
+    assert lines[-1].startswith("parity: ") and "safetensors" in lines[-1]
+    assert (Path(folder) / "merged" / "model.safetensors").is_file() and not list(Path(folder).glob("*.gguf"))
+    model = Registry(isolated).model("ft-zz9-r9")
+    assert model.export_dir == folder and Registry(isolated).audit()[-1]["action"] == "export"
+    code = main(["export", "ft-zz9", "--format", "gguf"])
+    assert code == 1 and "`formats` must include `safetensors`" in capsys.readouterr().err

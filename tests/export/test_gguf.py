@@ -122,7 +122,7 @@ def test_a_flipped_tensor_fails_the_reload_check_naming_it(tiny_model, tmp_path)
 def test_other_architectures_and_rope_scaling_are_refused(tiny_model, tmp_path):
     with pytest.raises(InputError, match="GGUF export supports `llama` and `qwen2` models; `.*` is `gpt2`") as info:
         check_supported({"model_type": "gpt2"}, where=tmp_path)
-    assert "formats=safetensors" in info.value.hint
+    assert "--format safetensors" in info.value.hint
     with pytest.raises(InputError, match="RoPE scaling `llama3`"):
         check_supported({"model_type": "llama", "rope_parameters": {"rope_type": "llama3", "factor": 8.0}},
                         where=tmp_path)
