@@ -61,9 +61,10 @@ def render_report(metrics: dict, results: list[dict], *, suite: str) -> str:
         lines += [f"### {f} — {len(failed)} failed", ""]
         for r in failed[:FAILURES_SHOWN]:
             answer = r[_tuned(variants)]
+            text = answer["output"] or "(empty answer)"
+            fence = "````" if "```" in text else "```"  # an answer with its own code block stays inside ours
             lines += [f"- `{r['id']}` ({r['role'] or 'any role'}): {answer['detail']}", "",
-                      "  ```", *("  " + line for line in (answer["output"] or "(empty answer)").splitlines()[:8]),
-                      "  ```", ""]
+                      f"  {fence}", *("  " + line for line in text.splitlines()[:8]), f"  {fence}", ""]
         if len(failed) > FAILURES_SHOWN:
             lines += [f"- … and {len(failed) - FAILURES_SHOWN} more in results.json", ""]
     return "\n".join(lines).rstrip() + "\n"
