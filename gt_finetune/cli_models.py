@@ -320,3 +320,6 @@ def export_command(model, formats, gguf_types, home, town):
 
 def _listed(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+models.add_command(rollback, name="rollback")  # `models rollback` and `rollback` are one command
