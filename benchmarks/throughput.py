@@ -1,34 +1,37 @@
 """Trained tokens/s on the CPU: our trainer (packed rows) vs TRL's `SFTTrainer` (padded batches).
 
-    .venv/bin/python benchmarks/throughput.py [--shared ../shared] [--home DIR] [--steps 8] [--batch-size 2]
+    .venv/bin/python benchmarks/throughput.py [--shared ../shared] [--home DIR] [--examples 48] [--batch-size 2]
 
 Same model, data, machine and process for both: SmolLM2-135M-Instruct in float32 on the CPU, LoRA
 r=8 alpha=16 dropout 0.05 on q/k/v/o_proj, AdamW (torch's, not fused; no weight decay), the same
 learning rate and linear schedule, gradient clipping at 1.0, no gradient checkpointing, batch
-`--batch-size` per step, no gradient accumulation, `--threads` torch threads. Both train on the
-dataset stage's `train.jsonl` of the fixture corpus (max_seq_len 512; built like
-`benchmarks/packing.py`, in a temporary home unless `--home` names one to reuse) and on the same
-tokens: TRL gets `input_ids` and a `completion_mask` of our trained labels, with
-`completion_only_loss=True`, so its labels equal ours. What differs is batching: ours packs
-examples best-fit into rows of 512 tokens (a batch is `--batch-size` packed rows); TRL pads
-`--batch-size` examples to the longest (`packing=False`, `padding_free=False`). Each keeps its own
-loss path and attention: TRL 1.16 runs its fused LM head, which projects only the positions that
-have a label, and masked SDPA over each padded batch; ours projects the positions that have a label
-in some row and runs segment attention (causal SDPA per packed example, `gt_finetune.train.attention`). Our per-example loss weights (model-written
-text counts half) change the loss, not the work; TRL has none.
+`--batch-size` per step, no gradient accumulation, `--threads` torch threads. Both train one epoch
+over the same examples: the first `--examples` of the dataset stage's `train.jsonl` of the fixture
+corpus (max_seq_len 512; built like `benchmarks/packing.py`, in a temporary home unless `--home`
+names one to reuse), on the same tokens: TRL gets `input_ids` and a `completion_mask` of our
+trained labels, with `completion_only_loss=True`, so its labels equal ours. What differs is
+batching: ours packs the examples best-fit into rows of 512 tokens (a batch is `--batch-size`
+packed rows, so the epoch takes fewer steps); TRL pads `--batch-size` examples to the longest
+(`packing=False`, `padding_free=False`). Each keeps its own loss path and attention: TRL 1.16 runs
+its fused LM head, which projects only the positions that have a label, and masked SDPA over each
+padded batch; ours projects the positions that have a label in some row and runs segment attention
+(causal SDPA per packed example, `gt_finetune.train.attention`). Our per-example loss weights
+(model-written text counts half) change the loss, not the work; TRL has none.
 
-Each trainer runs `--warmup` + `--steps` optimizer steps; only the last `--steps` are timed, from
-the end of the last warm-up step to the end of the last step, data loading included for both
-(ours: `elapsed_s` of its metrics rows; TRL: a callback's clock at `on_step_end`). Trained tokens
-are labels other than -100 after the first position (what the loss sees), counted per batch;
-padding is the share of fed positions that belong to no example. The trainers alternate for
-`--rounds` rounds (ours, TRL, ours, TRL, ...); the summary is each column's median. The last
-line is `ratio=<ours/TRL>` of trained tokens/s. The defaults take about 7 minutes on two shared
-cores; one torch thread, because there two threads ran 1-4x slower (each waits on the other core).
+The first optimizer step of each run is warm-up and not timed; the rest of the epoch is, from the
+end of the first step to the end of the last, data loading included for both (ours: `elapsed_s` of
+its metrics rows; TRL: a callback's clock at `on_step_end`). Trained tokens are labels other than
+-100 after the first position (what the loss sees), counted per batch of the timed steps; padding
+is the share of fed positions that belong to no example. The trainers alternate for `--rounds`
+rounds (ours, TRL, ours, TRL, ...); the summary is each column's median. The last line is
+`ratio=<ours/TRL>` of trained tokens/s. The defaults take about 10 minutes on two shared cores;
+one torch thread, because there two threads ran 1-4x slower (each waits on the other core).
 """
 import argparse
 import contextlib
+import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,14 +45,16 @@ os.environ["GT_FINETUNE_DEVICE"] = "cpu"  # our trainer on the CPU even where CU
 
 from gt_finetune.corpus import CorpusSpec, build_corpus  # noqa: E402
 from gt_finetune.dataset import DatasetSpec, build_dataset, load_split  # noqa: E402
+from gt_finetune.dataset.pack import pack_rows  # noqa: E402
 from gt_finetune.models import resolve_model  # noqa: E402
 from gt_finetune.train import recipe  # noqa: E402
-from gt_finetune.workspace import read_jsonl  # noqa: E402
+from gt_finetune.workspace import read_jsonl, write_jsonl  # noqa: E402
 
 IGNORE = -100
 MAX_SEQ_LEN = 512
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj")}
-LR_WARMUP = 2  # learning-rate warm-up steps, both trainers (not the untimed warm-up steps)
+LR_WARMUP = 2  # learning-rate warm-up steps, both trainers (not the untimed warm-up step)
+WARMUP = 1  # optimizer steps not timed
 
 
 class Batches:
@@ -65,10 +70,10 @@ class Batches:
         self.fed.append(input_ids.numel())
         self.real.append(real)
 
-    def result(self, seconds: float, warmup: int, steps: int) -> dict:
-        timed = slice(warmup, warmup + steps)  # batch i is step i + 1 (one micro-batch per step)
+    def result(self, seconds: float, steps: int) -> dict:
+        timed = slice(WARMUP, steps)  # batch i is step i + 1 (one micro-batch per step)
         trained, fed, real = sum(self.trained[timed]), sum(self.fed[timed]), sum(self.real[timed])
-        return {"steps": steps, "trained": trained, "seconds": seconds, "tok_s": trained / seconds,
+        return {"steps": steps - WARMUP, "trained": trained, "seconds": seconds, "tok_s": trained / seconds,
                 "padding": 1 - real / fed, "fed": fed}
 
 
@@ -89,25 +94,32 @@ def counting_collate(batches: Batches):
         recipe.collate = original
 
 
-def run_ours(model_dir: Path, dataset_dir: Path, args) -> dict:
+def run_ours(model_dir: Path, dataset_dir: Path, examples: list[dict], args) -> dict:
+    """One epoch over `examples`: a copy of the dataset folder that holds only them."""
+    steps = math.ceil(len(pack_rows(examples, MAX_SEQ_LEN)) / args.batch_size)
     spec = recipe.TrainSpec(
-        base_model=str(model_dir), max_steps=args.warmup + args.steps, learning_rate=args.lr,
+        base_model=str(model_dir), max_steps=steps, learning_rate=args.lr,
         batch_size=args.batch_size, grad_accum=1, warmup_steps=LR_WARMUP, seed=args.seed,
         checkpoint_every=10 ** 6, checkpoint_minutes=10.0 ** 6, packing=True, method="lora", dtype="float32",
         gradient_checkpointing=False, lora=recipe.LoraSpec(**LORA))
     batches = Batches()
     with tempfile.TemporaryDirectory(prefix="gt-finetune-throughput-") as home, counting_collate(batches):
-        run = recipe.train(spec, dataset_dir=dataset_dir, home=Path(home))
-        steps = [r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("kind") == "step"]
-    seconds = steps[-1]["elapsed_s"] - steps[args.warmup - 1]["elapsed_s"]
-    result = batches.result(seconds, args.warmup, args.steps)
-    logged = sum(r["trained_tokens"] for r in steps[args.warmup:])
+        subset = Path(home) / "dataset"
+        subset.mkdir()
+        shutil.copy(dataset_dir / "manifest.json", subset / "manifest.json")
+        write_jsonl(subset / "train.jsonl", examples)
+        run = recipe.train(spec, dataset_dir=subset, home=Path(home))
+        rows = [r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("kind") == "step"]
+    seconds = rows[-1]["elapsed_s"] - rows[WARMUP - 1]["elapsed_s"]
+    result = batches.result(seconds, steps)
+    logged = sum(r["trained_tokens"] for r in rows[WARMUP:])
     if logged != result["trained"]:
         raise RuntimeError(f"our metrics say {logged} trained tokens, the batches {result['trained']}")
     return result
 
 
 def run_trl(model_dir: Path, examples: list[dict], args) -> dict:
+    """One epoch over `examples`, shuffled by TRL's own sampler."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -129,9 +141,10 @@ def run_trl(model_dir: Path, examples: list[dict], args) -> dict:
     peft = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules=list(LORA["target_modules"]), task_type="CAUSAL_LM")
     batches, clock = Batches(), Clock()
+    steps = -(-len(examples) // args.batch_size)
     with tempfile.TemporaryDirectory(prefix="gt-finetune-throughput-trl-") as out:
         config = SFTConfig(
-            output_dir=out, max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch_size,
+            output_dir=out, max_steps=steps, per_device_train_batch_size=args.batch_size,
             gradient_accumulation_steps=1, learning_rate=args.lr, lr_scheduler_type="linear",
             warmup_steps=LR_WARMUP, weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", seed=args.seed,
             use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
@@ -150,8 +163,8 @@ def run_trl(model_dir: Path, examples: list[dict], args) -> dict:
         trainer.data_collator = collate  # TRL's own collator, counted; the data loader is built in `train()`
         with contextlib.redirect_stdout(sys.stderr):  # `Trainer` prints its end-of-run summary to stdout
             trainer.train()
-    seconds = clock.ends[-1] - clock.ends[args.warmup - 1]
-    return batches.result(seconds, args.warmup, args.steps)
+    seconds = clock.ends[-1] - clock.ends[WARMUP - 1]
+    return batches.result(seconds, steps)
 
 
 def dataset_path(args) -> Path:
@@ -176,8 +189,8 @@ def main() -> None:
     parser.add_argument("--home", help="workspace to build in and reuse (default: a new temporary one)")
     parser.add_argument("--batch-size", type=int, default=2,
                         help="per step: packed rows (ours) or padded examples (TRL) (default 2)")
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per run (default 8)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps before them (default 1)")
+    parser.add_argument("--examples", type=int, default=48,
+                        help="train examples both trainers train on, one epoch (default 48)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each trainer, alternating; the summary is their median (default 2)")
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate, both (default 3e-4)")
@@ -185,23 +198,23 @@ def main() -> None:
                         help="torch threads, both (default 1: on a shared 2-core box 2 threads ran 1-4x slower)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.warmup < 1 or args.steps < 1 or args.rounds < 1:
-        parser.error("--warmup, --steps and --rounds must be at least 1")
+    if args.examples < 4 * args.batch_size or args.rounds < 1:
+        parser.error("--examples must be at least 4 batches and --rounds at least 1")
     import torch
 
     torch.set_num_threads(args.threads)
     dataset_dir = dataset_path(args)
     model_dir = resolve_model("smollm2-135m-instruct", home=dataset_dir.parents[1])
-    examples = load_split(dataset_dir, "train")
-    print(f"dataset {dataset_dir.name}: {len(examples)} train examples, "
+    examples = load_split(dataset_dir, "train")[:args.examples]
+    print(f"dataset {dataset_dir.name}: the first {len(examples)} train examples, "
           f"{sum(len(e['input_ids']) for e in examples):,} tokens; model {model_dir}")
     print(f"float32 on the CPU, torch threads {torch.get_num_threads()}; LoRA r={LORA['r']} alpha={LORA['alpha']} "
-          f"on {','.join(LORA['target_modules'])}; lr {args.lr}; batch {args.batch_size}; {args.steps} timed steps "
-          f"after {args.warmup} warm-up; TRL {__import__('trl').__version__} labels: `completion_mask` column with "
+          f"on {','.join(LORA['target_modules'])}; lr {args.lr}; batch {args.batch_size}; one epoch, the "
+          f"first step untimed; TRL {__import__('trl').__version__} labels: `completion_mask` column with "
           f"`completion_only_loss=True`, padded (`packing=False`, `padding_free=False`)")
     runs: dict[str, list[dict]] = {"ours": [], "trl": []}
     for n in range(1, args.rounds + 1):
-        runs["ours"].append(run_ours(model_dir, dataset_dir, args))
+        runs["ours"].append(run_ours(model_dir, dataset_dir, examples, args))
         runs["trl"].append(run_trl(model_dir, examples, args))
         if torch.get_num_threads() != args.threads:
             raise RuntimeError(f"a trainer changed torch's threads to {torch.get_num_threads()}")
