@@ -19,7 +19,6 @@ about 2/3 of the printed figure. The peak comes from a table by device name, or 
 The last line is `mfu=<percent>%`.
 """
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from gt_finetune.dataset import DatasetSpec, build_dataset, load_split  # noqa: 
 from gt_finetune.models import DEFAULT_MODEL, resolve_model  # noqa: E402
 from gt_finetune.train import recipe  # noqa: E402
 from gt_finetune.workspace import read_jsonl  # noqa: E402
+from collate_probe import watch_collate  # noqa: E402  (benchmarks/, this script's folder)
 
 MAX_SEQ_LEN = 1024
 # Dense (no sparsity) bf16 tensor-core peak in TFLOP/s; the first name contained in the device's wins.
@@ -70,23 +70,6 @@ def parameter_count(model_dir: Path, lora: recipe.LoraSpec) -> tuple[int, int]:
     adapter = sum(lora.r * (m.in_features + m.out_features) for name, m in model.named_modules()
                   if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in lora.target_modules)
     return base, adapter
-
-
-@contextlib.contextmanager
-def counting_fed(fed: list[tuple[int, int]]):
-    """Record (positions, positions of examples) of each batch our trainer's `collate` hands the model."""
-    original = recipe.collate
-
-    def collate(rows, pad_id, **kwargs):
-        batch = original(rows, pad_id, **kwargs)
-        fed.append((batch["input_ids"].numel(), sum(len(r["input_ids"]) for r in rows)))
-        return batch
-
-    recipe.collate = collate
-    try:
-        yield
-    finally:
-        recipe.collate = original
 
 
 def dataset_path(model: str, shared: Path, home: Path) -> Path:
@@ -140,7 +123,8 @@ def main() -> None:
 
     fed: list[tuple[int, int]] = []
     torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory(prefix="gt-finetune-gpu-run-") as run_home, counting_fed(fed):
+    with tempfile.TemporaryDirectory(prefix="gt-finetune-gpu-run-") as run_home, watch_collate(
+            lambda b, rows: fed.append((b["input_ids"].numel(), sum(len(r["input_ids"]) for r in rows)))):
         run = recipe.train(spec, dataset_dir=dataset_dir, home=Path(run_home))
         steps = [r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("kind") == "step"]
     peak_memory = torch.cuda.max_memory_allocated()

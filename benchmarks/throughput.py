@@ -49,6 +49,7 @@ from gt_finetune.dataset.pack import pack_rows  # noqa: E402
 from gt_finetune.models import resolve_model  # noqa: E402
 from gt_finetune.train import recipe  # noqa: E402
 from gt_finetune.workspace import read_jsonl, write_jsonl  # noqa: E402
+from collate_probe import watch_collate  # noqa: E402  (benchmarks/, this script's folder)
 
 IGNORE = -100
 MAX_SEQ_LEN = 512
@@ -77,23 +78,6 @@ class Batches:
                 "padding": 1 - real / fed, "fed": fed}
 
 
-@contextlib.contextmanager
-def counting_collate(batches: Batches):
-    """Count what our trainer's `collate` hands the model (it calls it once per micro-batch)."""
-    original = recipe.collate
-
-    def collate(rows, pad_id, **kwargs):
-        batch = original(rows, pad_id, **kwargs)
-        batches.add(batch["input_ids"], batch["labels"], sum(len(r["input_ids"]) for r in rows))
-        return batch
-
-    recipe.collate = collate
-    try:
-        yield
-    finally:
-        recipe.collate = original
-
-
 def run_ours(model_dir: Path, dataset_dir: Path, examples: list[dict], args) -> dict:
     """One epoch over `examples`: a copy of the dataset folder that holds only them."""
     steps = math.ceil(len(pack_rows(examples, MAX_SEQ_LEN)) / args.batch_size)
@@ -103,7 +87,9 @@ def run_ours(model_dir: Path, dataset_dir: Path, examples: list[dict], args) -> 
         checkpoint_every=10 ** 6, checkpoint_minutes=10.0 ** 6, packing=True, method="lora", dtype="float32",
         gradient_checkpointing=False, lora=recipe.LoraSpec(**LORA))
     batches = Batches()
-    with tempfile.TemporaryDirectory(prefix="gt-finetune-throughput-") as home, counting_collate(batches):
+    count = watch_collate(lambda b, rows: batches.add(b["input_ids"], b["labels"],
+                                                      sum(len(r["input_ids"]) for r in rows)))
+    with tempfile.TemporaryDirectory(prefix="gt-finetune-throughput-") as home, count:
         subset = Path(home) / "dataset"
         subset.mkdir()
         shutil.copy(dataset_dir / "manifest.json", subset / "manifest.json")
