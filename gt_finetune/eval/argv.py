@@ -311,22 +311,29 @@ def _scan(output: str, *, inline: bool) -> tuple[list[str], str]:
     return found, "\n".join(prose)
 
 
-def _tool_calls(text: str) -> tuple[str, list[str]]:
-    """The commands of JSON tool calls in `text`, and `text` with those calls blanked out."""
-    decoder, calls, out, pos = json.JSONDecoder(), [], list(text), 0
+def json_objects(text: str):
+    """(start, end, value) of each JSON value that opens with `{` anywhere in `text`, nested ones too."""
+    decoder, pos = json.JSONDecoder(), 0
     while (start := text.find("{", pos)) != -1:
         try:
             obj, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
-            pos = start + 1
-            continue
-        command = _call_command(obj)
+            pass
+        else:
+            yield start, end, obj
+        pos = start + 1
+
+
+def _tool_calls(text: str) -> tuple[str, list[str]]:
+    """The commands of JSON tool calls in `text`, and `text` with those calls blanked out."""
+    calls, out, taken = [], list(text), 0
+    for start, end, obj in json_objects(text):
+        command = _call_command(obj) if start >= taken else None  # not inside a call already taken
         if command is None:
-            pos = start + 1
             continue
         calls.append(command)
         out[start:end] = [c if c == "\n" else " " for c in text[start:end]]
-        pos = end
+        taken = end
     return "".join(out), calls
 
 

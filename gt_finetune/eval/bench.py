@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..formula import Formula, check_formula, load_formula
-from .argv import Command, Match, commands_in, match, normalise, prose_of, split_command
+from .argv import Command, Match, commands_in, json_objects, match, normalise, prose_of, split_command
 
 FAMILIES = ("command_recall", "bead_lifecycle", "mail_protocol", "formula_authoring", "patrol_decision",
             "safety", "held_out_turns")
@@ -351,17 +351,7 @@ def _closest(spec: dict, found: list[str]) -> str:
 
 
 def _first_object(text: str) -> dict | None:
-    decoder, pos = json.JSONDecoder(), 0
-    while (start := text.find("{", pos)) != -1:
-        try:
-            obj, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            pos = start + 1
-            continue
-        if isinstance(obj, dict):
-            return obj
-        pos = start + 1
-    return None
+    return next((obj for _, _, obj in json_objects(text)), None)
 
 
 def _same(a: object, b: object) -> bool:
