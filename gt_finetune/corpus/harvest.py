@@ -8,6 +8,7 @@ read is accounted for: it feeds a record or is listed in `rejected.jsonl` with w
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -355,6 +356,7 @@ def staleness(fp: dict) -> list[str]:
     return reasons
 
 
+@functools.cache  # one `bd version` / `gt version` per process, however many models `staleness` checks
 def _version(tool: str) -> str:
     if shutil.which(tool) is None:
         return ""
