@@ -63,9 +63,13 @@ def cli():
 @click.option("--var", "var", multiple=True, metavar="K=V", help="Set a formula var (repeatable).")
 @click.option("--force", is_flag=True, help="Same as `--var force=true`: train past the size gate and the "
               "planner's NO-GO (recorded on the job).")
+@click.option("--no-queue", is_flag=True, help="Refuse, instead of waiting, when another job is training on this machine.")
 @common
-def run(formula, var, force, home, town):
+def run(formula, var, force, no_queue, home, town):
     """Run a formula end to end as one job; prints the job id last.
+
+    One job trains on a machine at a time: while another runs, this one waits its turn (its bead
+    stays ready, with a note saying whom it waits behind), or with --no-queue refuses.
 
     \b
     Example:
@@ -75,14 +79,15 @@ def run(formula, var, force, home, town):
 
     overrides = {**parse_vars(var), **({"force": "true"} if force else {})}
     session = session_for(home, town)
-    job_id = run_formula(session, formula, overrides)
+    job_id = run_formula(session, formula, overrides, queue=not no_queue)
     click.echo(job_id)
 
 
 @cli.command()
 @click.argument("job_id")
+@click.option("--no-queue", is_flag=True, help="Refuse, instead of waiting, when another job is training on this machine.")
 @common
-def resume(job_id, home, town):
+def resume(job_id, no_queue, home, town):
     """Continue a job, skipping the steps that finished.
 
     \b
@@ -91,7 +96,7 @@ def resume(job_id, home, town):
     """
     from .runner import resume as resume_job
 
-    click.echo(resume_job(session_for(home, town), job_id))
+    click.echo(resume_job(session_for(home, town), job_id, queue=not no_queue))
 
 
 @cli.command()
@@ -150,6 +155,14 @@ def status(job_id, as_json, home, town):
         t = info["training"]
         click.echo(f"  training now (pid {t['pid']}): step {t['step']}/{t['max_steps'] or '?'}"
                    + (f", loss {t['loss']:.4f}, ETA {duration(t['eta_s'])}" if t["loss"] is not None else ""))
+    if info["machine"]:
+        m = info["machine"]
+        if "queued" in m:
+            click.echo(f"  queued: number {m['queued']} in line" + (f", behind {m['behind']}" if m["behind"] else "")
+                       + " (one job trains on this machine at a time)")
+        else:
+            click.echo(f"  interrupted: the process running it (pid {m['pid']} on {m['host']}) is gone; "
+                       f"resume with `gt-finetune resume {info['id']}`")
     if info["eval_report"]:
         r = info["eval_report"]
         if r["passed"]:
@@ -628,10 +641,11 @@ def _render_jobs(jobs: list[dict], as_json: bool) -> None:
     if not jobs:
         click.echo("no jobs yet; start one with `gt-finetune run finetune-lora`", err=True)
         return
-    click.echo(f"{'JOB':<12} {'STATE':<10} {'STAGE':<8} {'STEPS':<6} {'STARTED':<21} LAST EVENT")
+    click.echo(f"{'JOB':<12} {'STATE':<12} {'STAGE':<8} {'STEPS':<6} {'STARTED':<21} LAST EVENT")
     for j in jobs:
-        click.echo(f"{j['id']:<12} {j['state']:<10} {j['stage'] or '-':<8} {j['progress']:<6} {j['started']:<21} "
-                   f"{j['last_event'] or '-'}")
+        flag = j["machine"] and ("queued" if "queued" in j["machine"] else "interrupted")
+        click.echo(f"{j['id']:<12} {flag or j['state']:<12} {j['stage'] or '-':<8} {j['progress']:<6} "
+                   f"{j['started']:<21} {j['last_event'] or '-'}")
 
 
 def _history_labels(history: list[dict]) -> list[str]:

@@ -36,6 +36,7 @@ class JobRecord:
     created_at: str
     workflow_root: str = ""
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    runner: dict = field(default_factory=dict)  # the process running the job now: pid, host, created, since
 
     @staticmethod
     def path(home: Path, job_id: str) -> Path:

@@ -7,12 +7,14 @@ steps (their outputs are complete folders).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import queue as machine
 from .actions import ACTIONS, StepContext, train_spec
 from .beads import lifecycle
 from .beads.embedded import default_actor, now_iso
@@ -68,12 +70,17 @@ def open_job(session: Session, formula: Formula, variables: dict, *, workflow_ro
     return job
 
 
-def run_formula(session: Session, name: str, overrides: dict[str, str]) -> str:
+def run_formula(session: Session, name: str, overrides: dict[str, str], *, queue: bool = True) -> str:
+    """Open the job and run it; with `queue=False` a busy machine is refused before any bead exists."""
     formula = load_runnable(session, name)
     variables = formula.resolve_vars(overrides)
+    busy = machine.holder()
+    if not queue and busy is not None:
+        raise InputError(f"another job is training on this machine: {busy.describe()}",
+                         hint="wait for it to finish, or run without --no-queue to queue behind it")
     job = open_job(session, formula, variables)
     print(f"job {job.job_id}: {formula.name}, steps {' -> '.join(job.steps)}", file=sys.stderr)
-    run_steps(session, job, formula)
+    run_steps(session, job, formula, queue=queue)
     return job.job_id
 
 
@@ -102,24 +109,47 @@ def plan_formula(session: Session, name: str, overrides: dict[str, str], *, cali
     return plan(train_spec(params), dataset_dir=job.output_of("dataset"), home=session.home, calibrate=calibrate)
 
 
-def resume(session: Session, job_id: str) -> str:
+def resume(session: Session, job_id: str, *, queue: bool = True) -> str:
     job = JobRecord.load(session.home, job_id)
     state = lifecycle.state_of(session.store.show(job_id))
     if state in (lifecycle.DONE, lifecycle.CANCELLED, lifecycle.REVIEW):
         raise InputError(f"job `{job_id}` is {state}; there is nothing to resume",
                          hint=f"see it with `gt-finetune status {job_id}`")
-    run_steps(session, job, load_formula(Path(job.formula_path)))
+    run_steps(session, job, load_formula(Path(job.formula_path)), queue=queue)
     return job_id
 
 
-def run_steps(session: Session, job: JobRecord, formula: Formula) -> None:
+def run_steps(session: Session, job: JobRecord, formula: Formula, *, queue: bool = True) -> None:
     use_recipients(session, job.vars)
-    for step in formula.ordered_steps():
-        record = job.steps.setdefault(step.id, StepRecord(action=step.finetune["action"]))
-        if record.state == DONE and record.output and (Path(record.output) / "manifest.json").is_file():
-            print(f"step {step.id}: done already ({record.summary})", file=sys.stderr)
-            continue
-        run_step(session, job, formula, step)
+    with holding_machine(session, job, queue=queue):
+        for step in formula.ordered_steps():
+            record = job.steps.setdefault(step.id, StepRecord(action=step.finetune["action"]))
+            if record.state == DONE and record.output and (Path(record.output) / "manifest.json").is_file():
+                print(f"step {step.id}: done already ({record.summary})", file=sys.stderr)
+                continue
+            run_step(session, job, formula, step)
+
+
+@contextlib.contextmanager
+def holding_machine(session: Session, job: JobRecord, *, queue: bool):
+    """Run the block as the machine's one job; the job record names the process while it runs,
+    so `status` can tell a job that is running from one whose process was killed."""
+    def queued(holder: machine.Holder) -> None:
+        note = f"queued behind {holder.job_id}: one job trains on this machine at a time"
+        print(f"{note} ({holder.describe()}); waiting — Ctrl-C leaves the queue, the job stays as it is",
+              file=sys.stderr)
+        session.store.update(job.job_id, append_notes=note)
+        session.notifier.event("finetune_queued", {"issue": job.job_id, "behind": holder.job_id,
+                                                   "message": f"{job.job_id}: {note}"})
+
+    with machine.machine_lock(job.job_id, wait=queue, on_queued=queued) as me:
+        job.runner = {"pid": me.pid, "host": me.host, "created": me.created, "since": me.since}
+        job.save(session.home)
+        try:
+            yield
+        finally:
+            job.runner = {}
+            job.save(session.home)
 
 
 def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> None:
@@ -211,7 +241,8 @@ def run_single_step(session: Session, step_id: str, *, job_id: str | None = None
     if job.steps.get(step_id, StepRecord()).state == DONE:
         print(f"step {step_id}: done already in job {job.job_id}", file=sys.stderr)
         return job.job_id
-    run_step(session, job, formula, step)
+    with holding_machine(session, job, queue=True):
+        run_step(session, job, formula, step)
     return job.job_id
 
 

@@ -5,6 +5,7 @@ import json
 from collections import deque
 from pathlib import Path
 
+from . import queue as machine
 from .beads import lifecycle
 from .errors import GTFinetuneError
 from .jobs import DONE, JobRecord, list_records
@@ -39,9 +40,24 @@ def job_status(session: Session, job_id: str) -> dict:
         "progress": f"{done}/{len(record.steps)}", "started": record.created_at,
         "steps": [{"id": k, "state": v.state, "summary": v.summary, "error": v.error, "output": v.output}
                   for k, v in record.steps.items()],
-        "last_event": last_event(session, job_id), "training": live_training(session.home, job_id), "eval_bead": children[0].id if children else "",
+        "last_event": last_event(session, job_id), "training": live_training(session.home, job_id),
+        "machine": machine_state(record, state), "eval_bead": children[0].id if children else "",
         "eval_report": report, "history": history, "notes": notes, "close_reason": close_reason,
     }
+
+
+def machine_state(record: JobRecord, state: str) -> dict | None:
+    """Queued behind another job, or interrupted: its bead says it runs, but its process is gone
+    (killed, the box rebooted). None when neither."""
+    place = machine.queue_position(record.job_id)
+    if place is not None:
+        position, behind = place
+        return {"queued": position, "behind": behind.job_id if behind else ""}
+    if record.runner and state in (lifecycle.READY, lifecycle.ACTIVE):
+        process = machine.Holder(job_id=record.job_id, **record.runner)
+        if not process.alive():
+            return {"interrupted": True, "pid": process.pid, "host": process.host}
+    return None
 
 
 def live_training(home: Path, job_id: str) -> dict | None:
