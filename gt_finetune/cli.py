@@ -634,6 +634,61 @@ def formulas_list(home, town):
         click.echo(f"{name}\t{path}")
 
 
+@formulas.command(name="show")
+@click.argument("name")
+@common
+def formulas_show(name, home, town):
+    """Show a formula's steps and vars: what a first run needs, then the advanced knobs.
+
+    \b
+    Example:
+      gt-finetune formulas show finetune-lora
+    """
+    from .formula import find_formula, load_formula
+
+    session = session_for(home, town, quiet=True)
+    formula = load_formula(find_formula(name, session.formula_search_path()))
+    click.echo(f"{formula.name} ({formula.type} formula, {formula.path})")
+    click.echo(formula.description.strip())
+    if formula.steps:
+        click.echo("\nSteps:")
+        width = max(len(s.id) for s in formula.steps)
+        for s in formula.ordered_steps():
+            needs = f"  (after {', '.join(s.needs)})" if s.needs else ""
+            click.echo(f"  {s.id:<{width}}  {s.title}{needs}")
+    required = [v for v in formula.vars if v.required and v.default is None]
+    advanced = [v for v in formula.vars if v.description.startswith(ADVANCED) and v not in required]
+    common_vars = [v for v in formula.vars if v not in required and v not in advanced]
+    click.echo("\n" + ("Required vars:" if required else "A first run needs no vars."))
+    _render_vars(required)
+    if common_vars:
+        click.echo("\nCommon vars:")
+        _render_vars(common_vars)
+    if advanced:
+        click.echo("\nAdvanced vars:")
+        _render_vars(advanced)
+    example = (required or common_vars or advanced or [None])[0]
+    if example is not None:
+        click.echo(f"\nSet a var with --var, e.g. gt-finetune run {formula.name} --var {example.name}="
+                   f"{example.default or '<value>'}")
+
+
+ADVANCED = "Advanced: "  # how a formula marks a var a first run never needs to touch
+
+
+def _render_vars(variables) -> None:
+    for v in variables:
+        if v.default is None:
+            default = "(required)" if v.required else "(optional)"
+        else:
+            default = "(empty)" if v.default == "" else f"= {v.default}"
+        kind = "" if v.type == "string" else f" [{v.type}]"
+        choices = f" (one of {', '.join(v.enum)})" if v.enum else ""
+        click.echo(f"  {v.name}{kind} {default}".rstrip())
+        if v.description:
+            click.echo(f"      {v.description.removeprefix(ADVANCED)}{choices}")
+
+
 def _render_jobs(jobs: list[dict], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"schema_version": SCHEMA_VERSION, **j} for j in jobs], indent=2))
