@@ -24,7 +24,8 @@ from .registry import Registry
 from .jobs import DONE, FAILED, PENDING, RUNNING, STOPPED, JobRecord, StepRecord
 from .session import Session, ft_rig_name
 from .train.supervise import TrainingStopped, job_control, stop_trainer
-from .town.notify import Recipients
+from .config import load_section
+from .town.notify import NotifyConfig, Recipients
 
 WORKFLOW_LABEL = "ft:workflow:"
 
@@ -42,13 +43,19 @@ def load_runnable(session: Session, name: str) -> Formula:
 
 
 def use_recipients(session: Session, variables: dict) -> None:
-    """Mail goes to the formula's `notify` / `reviewers` vars when it has them."""
+    """Who gets mail: the formula's `notify` / `reviewers` vars for this job, else config.toml's
+    `[notify]`, else the overseer (and the rig's witness for reviews)."""
     def split(value) -> tuple[str, ...]:
         return tuple(a.strip() for a in str(value or "").split(",") if a.strip())
 
-    transitions = split(variables.get("notify")) or session.notifier.recipients.transitions
-    review = split(variables.get("reviewers")) or (f"{ft_rig_name(session.town)}/witness", "overseer")
-    session.notifier.recipients = Recipients(transitions=transitions, review=review)
+    config = load_section(session.home, "notify", NotifyConfig)
+    by_event = {event: tuple(addresses) for event, addresses in config.recipients.items()}
+    notify = split(variables.get("notify"))
+    review = (split(variables.get("reviewers")) or by_event.pop("review", ())
+              or (f"{ft_rig_name(session.town)}/witness", "overseer"))
+    transitions = notify or by_event.pop("default", ()) or session.notifier.recipients.transitions
+    session.notifier.recipients = Recipients(transitions=transitions, review=review,
+                                             by_event={} if notify else by_event, verbosity=config.verbosity)
 
 
 def open_job(session: Session, formula: Formula, variables: dict, *, workflow_root: str = "") -> JobRecord:
@@ -71,9 +78,12 @@ def open_job(session: Session, formula: Formula, variables: dict, *, workflow_ro
 
 
 def run_formula(session: Session, name: str, overrides: dict[str, str], *, queue: bool = True) -> str:
-    """Open the job and run it; with `queue=False` a busy machine is refused before any bead exists."""
     formula = load_runnable(session, name)
-    variables = formula.resolve_vars(overrides)
+    return run_job(session, formula, formula.resolve_vars(overrides), queue=queue)
+
+
+def run_job(session: Session, formula: Formula, variables: dict, *, queue: bool = True) -> str:
+    """Open the job and run it; with `queue=False` a busy machine is refused before any bead exists."""
     busy = machine.holder()
     if not queue and busy is not None:
         raise InputError(f"another job is training on this machine: {busy.describe()}",
@@ -88,25 +98,36 @@ def plan_formula(session: Session, name: str, overrides: dict[str, str], *, cali
     """`gt-finetune plan`: build (or reuse) the corpus and dataset the formula's plan step needs and
     plan its training, without opening a job — no bead, no mail. The stages are cached by content,
     so a `run` with the same vars afterwards reuses them."""
+    formula = load_runnable(session, name)
+    return plan_job(session, formula, formula.resolve_vars(overrides), calibrate=calibrate)
+
+
+def plan_job(session: Session, formula: Formula, variables: dict, *, calibrate: bool):
     from .train.plan import plan
 
-    formula = load_runnable(session, name)
-    variables = formula.resolve_vars(overrides)
     steps = {s.finetune["action"]: s for s in formula.ordered_steps()}
     planner = steps.get("plan") or steps.get("train")
     if planner is None or "dataset" not in steps:
         raise InputError(f"formula `{formula.name}` has no dataset and plan/train steps to plan",
                          hint="plan a training formula such as `finetune-lora`")
+    job = prepare(session, formula, variables, ("corpus", "dataset"))
+    params = formula.render({k: v for k, v in planner.finetune.items() if k != "action"}, variables)
+    return plan(train_spec(params), dataset_dir=job.output_of("dataset"), home=session.home, calibrate=calibrate)
+
+
+def prepare(session: Session, formula: Formula, variables: dict, actions: tuple[str, ...]) -> JobRecord:
+    """Run the formula's steps with these actions outside any job (no bead, no mail); the returned
+    record points at their outputs."""
+    steps = {s.finetune["action"]: s for s in formula.ordered_steps()}
     job = JobRecord(job_id="plan", formula=formula.name, formula_path=str(formula.path), run="plan",
                     vars=variables, created_at=now_iso())
-    for action in ("corpus", "dataset"):
+    for action in actions:
         step = steps[action]
         params = formula.render({k: v for k, v in step.finetune.items() if k != "action"}, variables)
         out = ACTIONS[action].run(StepContext(session=session, job=job, step=step, params=params))
         job.steps[step.id] = StepRecord(state=DONE, action=action, output=str(out.output), summary=out.summary)
         print(f"{step.id}: {out.summary}", file=sys.stderr)
-    params = formula.render({k: v for k, v in planner.finetune.items() if k != "action"}, variables)
-    return plan(train_spec(params), dataset_dir=job.output_of("dataset"), home=session.home, calibrate=calibrate)
+    return job
 
 
 def resume(session: Session, job_id: str, *, queue: bool = True) -> str:
@@ -188,6 +209,7 @@ def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> 
     notifier.event("finetune_step_finished", {"issue": job.job_id, "step": step.id, "output": str(out.output),
                                               "message": f"{job.job_id}: {step.id} done: {out.summary}"})
     store.comment(job.job_id, f"step `{step.id}` done: {out.summary}")
+    notifier.milestone(job.job_id, job.run, step.id, out.summary)
     print(f"step {step.id}: done: {out.summary}", file=sys.stderr)
 
 

@@ -4,29 +4,66 @@ In a town: mail through `gt mail send <addr> -s … --stdin`, events appended to
 `<town>/.events.jsonl` under the `.events.jsonl.lock` flock (gastown.md §4.1, §5.1, §5.3).
 Outside one: the same lines go to `mail.jsonl` / `events.jsonl` in the workspace, so an
 operator can read them with the same tools. Mail is a Dolt write in a town, so it is sent
-only on transitions; progress goes to the feed.
+only on transitions (and, if asked for, finished steps); progress goes to the feed.
+
+How much mail, and to whom, is the operator's choice in `<home>/config.toml`:
+
+    [notify]
+    verbosity = "transitions"   # quiet: only what needs someone (failed, paused, review requests)
+                                # transitions: every job state change (default)
+                                # milestones: also each finished step
+    [notify.recipients]         # addresses per event type; `default` for the rest
+    default = ["overseer"]
+    failed = ["overseer", "mayor/"]
+    review = ["finetune/witness", "overseer"]   # who gets FT_EVAL_REVIEW
+    milestone = ["overseer"]
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..beads.embedded import now_iso
+from . import retry
 from .discover import Town
 
 SOURCE = "gt_finetune"
+VERBOSITY = ("quiet", "transitions", "milestones")
+NEEDS_SOMEONE = ("failed", "paused")  # the transitions mailed even when quiet
+EVENT_TYPES = ("ready", "active", "review", "done", "failed", "paused", "cancelled", "milestone", "default")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """The `[notify]` table of config.toml."""
+    verbosity: str = "transitions"
+    recipients: dict = field(default_factory=dict)  # event type -> addresses
+
+    def __post_init__(self):
+        if self.verbosity not in VERBOSITY:
+            raise ValueError(f"`verbosity` must be one of {', '.join(VERBOSITY)}, got {self.verbosity!r}")
+        for event, addresses in self.recipients.items():
+            if event not in EVENT_TYPES:
+                raise ValueError(f"`recipients.{event}` is no event type; use one of {', '.join(EVENT_TYPES)}")
+            if not isinstance(addresses, list) or not all(isinstance(a, str) and a.strip() for a in addresses):
+                raise ValueError(f"`recipients.{event}` must be a list of addresses, e.g. [\"overseer\"]")
 
 
 @dataclass(frozen=True, slots=True)
 class Recipients:
     transitions: tuple[str, ...] = ("overseer",)
     review: tuple[str, ...] = ()  # mailed FT_EVAL_REVIEW on the move to review, e.g. `finetune/witness`
+    by_event: dict = field(default_factory=dict)  # state or `milestone` -> addresses, over `transitions`
+    verbosity: str = "transitions"
+
+    def of(self, event: str) -> tuple[str, ...]:
+        """An event's own list, even an empty one (no mail), else the default recipients."""
+        return tuple(self.by_event[event] if event in self.by_event else self.transitions)
 
 
 def append_locked(path: Path, line: str) -> None:
@@ -66,13 +103,23 @@ class Notifier:
         append_locked(self.events_path, json.dumps(line, separators=(",", ":"), ensure_ascii=False))
 
     def transition(self, bead_id: str, run: str, state: str, body: str) -> None:
-        """`FT_<STATE>: <ft-id> <run>` to the transition recipients; on review, reviewers get
-        `review_request` instead (one mail each: every mail is a Dolt write)."""
+        """`FT_<STATE>: <ft-id> <run>` to that state's recipients; on review, reviewers get
+        `review_request` instead (one mail each: every mail is a Dolt write). Quiet: only the
+        states that need someone."""
+        if self.recipients.verbosity == "quiet" and state not in NEEDS_SOMEONE:
+            return
         skip = self.recipients.review if state == "review" else ()
         subject = f"FT_{state.upper()}: {bead_id} {run}"
-        for address in self.recipients.transitions:
+        for address in self.recipients.of(state):
             if address not in skip:
                 self.mail(address, subject, body)
+
+    def milestone(self, bead_id: str, run: str, step: str, summary: str) -> None:
+        """`FT_MILESTONE: <ft-id> <run> <step> done`, only at verbosity `milestones`."""
+        if self.recipients.verbosity != "milestones":
+            return
+        for address in self.recipients.of("milestone"):
+            self.mail(address, f"FT_MILESTONE: {bead_id} {run} {step} done", f"Step {step} done: {summary}")
 
     def review_request(self, bead_id: str, body: str) -> None:
         """`FT_EVAL_REVIEW: <ft-id>` to the reviewers: the witness and the overseer by default."""
@@ -88,12 +135,16 @@ class Notifier:
             append_locked(self.mail_path, json.dumps(message, ensure_ascii=False))
             return
         argv = [self.gt, "mail", "send", to, "-s", subject, "--stdin"]
+        policy = retry.RetryPolicy.from_env("gt", timeout=60)
         try:
-            proc = subprocess.run(argv, cwd=self.town.root, input=body, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = retry.run(argv, what="gt mail send", write=True, policy=policy, cwd=self.town.root, input=body)
+        except OSError as exc:
             _warn(f"mail `{subject}` to `{to}` was not sent: {exc}")
             return
-        if proc.returncode != 0:
+        if proc.timed_out:
+            _warn(f"mail `{subject}` to `{to}` may not have been sent: `gt mail send` gave no answer in "
+                  f"{policy.timeout:g}s; check with `gt mail inbox {to}`")
+        elif proc.returncode != 0:
             _warn(f"mail `{subject}` to `{to}` was not sent: `gt mail send` exited {proc.returncode}: "
                   f"{proc.stderr.strip()[-200:]}")
 
