@@ -135,11 +135,15 @@ def status(job_id, as_json, home, town):
     Example:
       gt-finetune status ft-a3k9
     """
-    from .status import all_jobs, job_status
+    from .status import all_jobs, job_status, stale_models
 
     session = session_for(home, town, quiet=as_json)
     if job_id is None:
         _render_jobs(all_jobs(session), as_json)
+        if not as_json:
+            for model in stale_models(session.home):
+                click.echo(f"stale model {model['id']} ({model['stored_state']}): {'; '.join(model['stale'])}; "
+                           "retrain with `gt-finetune retrain`")
         return
     info = job_status(session, job_id)
     if as_json:
@@ -174,6 +178,9 @@ def status(job_id, as_json, home, town):
         click.echo(f"  report: {r['path']}")
     if info["eval_bead"]:
         click.echo(f"  eval bead: {info['eval_bead']}")
+    for model in info["models"]:
+        click.echo(f"  model: {model['id']} {model['stored_state']}"
+                   + (f" — STALE: {'; '.join(model['stale'])}; retrain with `gt-finetune retrain`" if model["stale"] else ""))
     if info["history"]:
         click.echo("  history: " + " -> ".join(_history_labels(info["history"])))
     if info["last_event"]:
@@ -287,6 +294,47 @@ def plan_command(formula, var, no_calibrate, as_json, home, town):
                            calibrate=not no_calibrate)
     click.echo(json.dumps(planned.as_dict(), indent=2) if as_json else planned.render())
     refuse_unless_go(planned)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Decide and say why; start nothing.")
+@click.option("--min-growth", type=float, help="Retrain when the corpus has this fraction more records than the "
+              "model in use had (default: [retrain] min_growth in config.toml, else 0.25).")
+@click.option("--cooldown-hours", type=float, help="Hours between retrains (default: [retrain] cooldown_hours, else 24).")
+@click.option("--json", "as_json", is_flag=True, help="The decision as JSON on stdout.")
+@common
+def retrain(dry_run, min_growth, cooldown_hours, as_json, home, town):
+    """Retrain the model in use if the town's history grew enough (what the finetune-retrain plugin runs).
+
+    Runs the deployed (else newest approved) model's formula and vars again when the corpus grew by
+    --min-growth, the cooldown has passed, no job is training here and the planner says GO.
+    Prints the decision and why; exits 0 whether or not it retrained.
+
+    \b
+    Example:
+      gt-finetune retrain --dry-run
+    """
+    from dataclasses import replace
+
+    from .config import load_section
+    from .retrain import RetrainConfig, retrain as decide
+
+    session = session_for(home, town, quiet=as_json)
+    config = load_section(session.home, "retrain", RetrainConfig)
+    overrides = {k: v for k, v in (("min_growth", min_growth), ("cooldown_hours", cooldown_hours)) if v is not None}
+    try:
+        config = replace(config, **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    decision = decide(session, config=config, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **decision.to_json()}, indent=2))
+        return
+    click.echo(("retrain: " if decision.retrain else "no retrain: ") + decision.reason)
+    for reason in decision.stale:
+        click.echo(f"  stale: {reason}")
+    if decision.job_id:
+        click.echo(decision.job_id)
 
 
 @cli.command()

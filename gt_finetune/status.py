@@ -9,6 +9,8 @@ from . import queue as machine
 from .beads import lifecycle
 from .errors import GTFinetuneError
 from .jobs import DONE, JobRecord, list_records
+from .lineage import lineage_of
+from .registry import Registry
 from .session import Session
 
 
@@ -41,7 +43,8 @@ def job_status(session: Session, job_id: str) -> dict:
         "steps": [{"id": k, "state": v.state, "summary": v.summary, "error": v.error, "output": v.output}
                   for k, v in record.steps.items()],
         "last_event": last_event(session, job_id), "training": live_training(session.home, job_id),
-        "machine": machine_state(record, state), "eval_bead": children[0].id if children else "",
+        "machine": machine_state(record, state), "models": job_models(session.home, job_id),
+        "eval_bead": children[0].id if children else "",
         "eval_report": report, "history": history, "notes": notes, "close_reason": close_reason,
     }
 
@@ -78,6 +81,30 @@ def live_training(home: Path, job_id: str) -> dict | None:
     last = steps[-1]
     return {"pid": worker["pid"], "step": last["step"], "max_steps": last["max_steps"], "loss": last["loss"],
             "eta_s": round(per_step * (last["max_steps"] - last["step"]))}
+
+
+def job_models(home: Path, job_id: str) -> list[dict]:
+    """The models this job trained, with their registry state and why they are stale, if they are."""
+    return [_model_line(home, m) for m in _registered(home) if m.job_id == job_id]
+
+
+def stale_models(home: Path) -> list[dict]:
+    """Models in use (candidate, approved, deployed) whose town moved on since their corpus."""
+    lines = [_model_line(home, m) for m in _registered(home) if m.state in IN_USE]
+    return [line for line in lines if line["stale"]]
+
+
+IN_USE = ("candidate", "approved", "deployed")
+
+
+def _registered(home: Path) -> list:
+    """The registry's models; a workspace without a registry has none (and status creates none)."""
+    return Registry(home).models() if (home / "registry.db").is_file() else []
+
+
+def _model_line(home: Path, model) -> dict:
+    lineage = lineage_of(home, model)
+    return {"id": model.id, "state": lineage.state, "stored_state": model.state, "stale": list(lineage.stale)}
 
 
 def all_jobs(session: Session) -> list[dict]:

@@ -2,7 +2,8 @@
 
 `install(calls)` swaps corpus/dataset/plan/train/eval for functions that write a complete stage
 folder and count their calls; review stays real. `FAKE_TRAIN_SLEEP=<s>` makes train write
-`train-started` in the workspace and sleep (for kill tests in a subprocess).
+`train-started` in the workspace and sleep (for kill tests in a subprocess); the corpus manifest
+counts `FAKE_CORPUS_RECORDS` records (default 100).
 """
 import os
 import time
@@ -34,7 +35,8 @@ def _stage(name, calls, fail_on=None):
             if name == "eval":
                 write_text(tmp / "report.md", "# Evaluation\n\nThe tuned model passed 9 of 10 tasks.\n")
                 write_json(tmp / "metrics.json", FAKE_METRICS)
-            write_json(tmp / "manifest.json", {"stage": name, "params": ctx.params})
+            counts = {"counts": {"records": int(os.environ.get("FAKE_CORPUS_RECORDS", "100"))}} if name == "corpus" else {}
+            write_json(tmp / "manifest.json", {"stage": name, "params": ctx.params, **counts})
         return actions.StepOutput(out, f"fake {name}")
     return run
 

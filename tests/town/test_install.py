@@ -82,7 +82,7 @@ def test_dry_run_writes_nothing(town, capsys):
     assert code == 0
     assert "would-add" in err and "would-merge" in err
     assert not (town / ".beads" / "formulas" / "finetune-lora.formula.toml").exists()
-    assert "would change 4 of 5 items" in out
+    assert "would change 6 of 7 items" in out  # formula, status, 2 plugins × 2 files; the directive is skipped
 
 
 def test_install_outside_a_town_says_what_to_do(capsys):
