@@ -753,12 +753,12 @@ def _render_jobs(jobs: list[dict], as_json: bool) -> None:
 
 def _history_labels(history: list[dict]) -> list[str]:
     """Collapse bead snapshots into job-state changes: ready, active(corpus), …, review."""
-    from .beads.lifecycle import ACTIVE, CANCELLED, DONE, FAILED, READY, REVIEW
+    from .beads.lifecycle import ACTIVE, CANCELLED, DONE, FAILED, PAUSED, READY, REVIEW
 
     names = {"open": READY, "in_progress": ACTIVE, "review": REVIEW, "blocked": FAILED}
     out: list[str] = []
     for h in history:
-        state = names.get(h["status"], h["status"])
+        state = PAUSED if h.get("paused") else names.get(h["status"], h["status"])
         if h["status"] == "closed":
             state = CANCELLED if h["close_reason"].startswith("cancelled") else DONE
         label = f"{state}({h['stage']})" if state == ACTIVE and h["stage"] else state
@@ -803,3 +803,4 @@ def entry() -> None:
 
 
 importlib.import_module(f"{__package__}.cli_models")  # adds the model commands: models, export, serve, deploy, rollback
+importlib.import_module(f"{__package__}.cli_report")  # adds the look-back commands: report, compare

@@ -21,6 +21,7 @@ def job_status(session: Session, job_id: str) -> dict:
         state, stage = lifecycle.state_of(bead), lifecycle.stage_of(bead)
         history = [{"at": h.at, "actor": h.actor, "status": h.status,
                     "stage": next((x.split(":", 2)[2] for x in h.labels if x.startswith(lifecycle.STAGE_PREFIX)), ""),
+                    "paused": lifecycle.PAUSED_LABEL in h.labels,
                     "close_reason": h.close_reason} for h in session.store.history(job_id)]
         notes, close_reason = bead.notes, bead.close_reason
         children = [b for b in session.store.list(labels=["ft:eval"], include_closed=True) if b.parent == job_id]

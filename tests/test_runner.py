@@ -242,3 +242,11 @@ def test_size_gate_stops_the_job_with_guidance_unless_forced(capsys, isolated, t
     code, out, err = run_cli(capsys, "run", "finetune-lora", "--var", f"source={backup}", "--var", "force=true")
     assert code == 0, err
     assert calls["train"] == 1
+
+
+def test_history_tells_a_paused_job_from_a_failed_one():
+    snap = lambda status, stage="", paused=False, reason="": {"status": status, "stage": stage, "paused": paused,  # noqa: E731
+                                                               "close_reason": reason}
+    history = [snap("open"), snap("in_progress", "train"), snap("blocked", paused=True), snap("in_progress", "train"),
+               snap("blocked"), snap("closed", reason="cancelled: no")]
+    assert _history_labels(history) == ["ready", "active(train)", "paused", "active(train)", "failed", "cancelled"]

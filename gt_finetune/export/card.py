@@ -38,9 +38,10 @@ def base_model_info(model_dir: Path, name: str) -> dict:
 
 
 def render_card(*, trained: dict, dataset: dict | None, corpus: dict | None, plan: dict | None,
-                evaluation: dict | None, base: dict, files: list[dict], parity: dict, reload: dict) -> str:
+                evaluation: dict | None, base: dict, files: list[dict], parity: dict | None, reload: dict) -> str:
     """`evaluation`: the eval stage's metrics.json with its manifest `id`; `base`: `name` and
-    `license` (None when the base model states none)."""
+    `license` (None when the base model states none). `parity` None: not exported yet, so the card
+    has no Files and Parity sections (the job report draws it so)."""
     spec = trained["spec"]
     sections = [
         _front_matter(spec, base, gguf=any(f["path"].endswith(".gguf") for f in files)),
@@ -56,9 +57,7 @@ def render_card(*, trained: dict, dataset: dict | None, corpus: dict | None, pla
         _eval_section(evaluation),
         _limits_section(trained, corpus, evaluation),
         _roles_section(corpus),
-        _files_section(files, reload),
-        _parity_section(parity),
-    ]
+    ] + ([_files_section(files, reload), _parity_section(parity)] if parity is not None else [])
     return "\n\n".join(sections) + "\n"
 
 
