@@ -241,14 +241,16 @@ def rollback(deployment, dry_run, home, town):
     \b
     Examples:
       gt-finetune rollback
-      gt-finetune rollback dep-20261126-0001 --dry-run
+      gt-finetune rollback 7dc07605ee15 --dry-run
     """
     from .deploy import load_deployment, previous_deployment, rollback as undo
     from .registry import Registry
+    from .workspace import safe_name
 
     session = session_for(home, town)
     record_dir = session.home / "deployments"
     if deployment:
+        safe_name(deployment, what="deployment", hint="`gt-finetune models list` shows the deployments")
         path = record_dir / f"{deployment}.json"
         if not path.is_file():
             raise InputError(f"no deployment `{deployment}` in {record_dir}",

@@ -233,6 +233,12 @@ def _parse(path: Path) -> tuple[Formula | None, list[FormulaError]]:
         at = _TOML_LINE.search(str(exc))
         line = int(at[1]) if at else text.count("\n") + 1  # tomllib says "at end of document"
         return None, [FormulaError(path, line, None, f"invalid TOML: {exc}")]
+    except (ValueError, RecursionError) as exc:  # past Python's limits, not the format's
+        why = "nested too deeply" if isinstance(exc, RecursionError) else "a number has over 4300 digits"
+        return None, [FormulaError(path, None, None, f"cannot parse: {why}")]
+    if _lone_surrogate(data):  # JSON may escape a lone surrogate (`"\ud800"`); TOML refuses one itself
+        return None, [FormulaError(path, None, None, "invalid JSON: a string holds a lone surrogate "
+                                                     "(an escape like `\\ud800` that is no character)")]
     c = _Checker(path, text)
     if not isinstance(data, dict):
         c.error((), f"the top level must be an object, got {_describe(data)}")
@@ -325,7 +331,8 @@ def _steps(c: _Checker, data: dict, key: str, noun: str) -> list[Step]:
     for step in steps:
         for need in step.needs:
             if need not in index:
-                field = "needs" if need in items[index[step.id]].get("needs", ()) else "depends_on"
+                declared = items[index[step.id]].get("needs", [])  # any type: a wrong one is reported apart
+                field = "needs" if _is(declared, "strings") and need in declared else "depends_on"
                 c.error((key, index[step.id], field),
                         f"{noun} `{step.id}` needs unknown {noun} `{need}`")
     if cycle := _find_cycle({s.id: [n for n in s.needs if n in index] for s in steps}):
@@ -434,6 +441,23 @@ def _is(value: object, kind) -> bool:
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
+def _lone_surrogate(data: object) -> bool:
+    """Whether any string in `data`, keys too, holds a lone surrogate; a stack, not recursion: any depth."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack += [*value, *value.values()]
+        elif isinstance(value, list):
+            stack += value
+        elif isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
 def _describe(value: object) -> str:
     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     return f"{_TOML_NAMES.get(type(value), type(value).__name__)} {shown}"
@@ -452,6 +476,8 @@ def _text(value: object) -> str:
 
 def _coerce(var: Var, raw: str) -> object:
     """`raw` as the var's type; ValueError with a one-line reason naming the var."""
+    if "\x00" in raw:  # no argument of `gt`/`bd` and no path can carry one
+        raise ValueError(f"`{var.name}` holds a NUL byte, got {raw!r}")
     if var.enum and raw not in var.enum:
         raise ValueError(f"`{var.name}` must be one of {', '.join(var.enum)}, got {raw!r}")
     try:

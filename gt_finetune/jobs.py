@@ -6,11 +6,12 @@ The bead is what people watch; this file is what `resume` needs. It lives at
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .workspace import write_json
+from .workspace import safe_name, write_json
 
 PENDING, RUNNING, DONE, FAILED, STOPPED = "pending", "running", "done", "failed", "stopped"
 
@@ -40,6 +41,10 @@ class JobRecord:
 
     @staticmethod
     def path(home: Path, job_id: str) -> Path:
+        """Raises:
+            InputError: `job_id` is not a name (`../x`, `/etc`): it would lead out of `<home>/jobs`.
+        """
+        safe_name(job_id, what="job id", hint="list jobs with `gt-finetune list`")
         return home / "jobs" / f"{job_id}.json"
 
     def save(self, home: Path) -> None:
@@ -72,4 +77,10 @@ def list_records(home: Path) -> list[JobRecord]:
     folder = home / "jobs"
     if not folder.is_dir():
         return []
-    return [JobRecord.load(home, p.stem) for p in sorted(folder.glob("*.json"))]
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(JobRecord.load(home, path.stem))
+        except InputError as exc:  # a stray file, or a record too new: say so and list the rest
+            print(f"warning: skipped {path}: {exc.message}", file=sys.stderr)
+    return records

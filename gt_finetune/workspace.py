@@ -10,12 +10,17 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .errors import InputError
+
 MANIFEST = "manifest.json"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # bead ids (`ft-7k2.1`), corpus ids, deployment ids
 
 
 def resolve_home(explicit: str | os.PathLike | None, town_root: Path | None) -> Path:
@@ -28,6 +33,23 @@ def resolve_home(explicit: str | os.PathLike | None, town_root: Path | None) -> 
     if town_root is not None:
         return town_root / ".gt-finetune"
     return Path.home() / ".gt-finetune"
+
+
+def safe_name(value: str, *, what: str, hint: str | None = None) -> str:
+    """`value`, when it can name one file or folder in the workspace (`<home>/jobs/<value>.json`).
+
+    Ids and names the user types or a bead carries become path components; a path (`../x`, `/etc`),
+    a NUL byte or a newline there would read or write outside the workspace, so they are refused.
+
+    Raises:
+        InputError: `value` is not letters, digits, `.`, `_` and `-` starting with a letter or digit,
+            or it holds `..`; the message names `what` was expected, `hint` says where to find one.
+    """
+    if isinstance(value, str) and _NAME.fullmatch(value) and ".." not in value:
+        return value
+    shown = value if isinstance(value, str) and value.isprintable() else repr(value)
+    raise InputError(f"{what} `{shown}` is not a name: use letters, digits, `.`, `_` and `-`, "
+                     "starting with a letter or digit, at most 128", hint=hint)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -89,13 +111,16 @@ def is_complete(stage_dir: Path) -> bool:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temp folder beside `final`; rename it into place only if the block succeeds.
 
-    The block must write `manifest.json` last. A leftover temp folder from a killed run is
-    removed by the next attempt.
+    The block must write `manifest.json` last. The temp folder's name says which process fills it
+    (`.<name>.<host>-<pid>.partial`): one whose process is gone was left by a killed run and is
+    removed by the next write in the same folder, whatever it was building (a plan's id and a
+    corpus's change from run to run, so the same name may never come again).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    for old in final.parent.glob(".*.partial"):
+        if old.name == f".{final.name}.partial" or _abandoned(old):  # the former name: no writer in it
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = final.parent / f".{final.name}.{_host()}-{os.getpid()}.partial"
     tmp.mkdir()
     try:
         yield tmp
@@ -107,3 +132,25 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_PARTIAL = re.compile(r"\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.partial")
+
+
+def _host() -> str:
+    return socket.gethostname().split(".")[0]
+
+
+def _abandoned(tmp: Path) -> bool:
+    """A temp folder whose writer on this host is gone. Another host's (a workspace shared by
+    torchrun nodes) is left to that host; a reused pid keeps one a little longer, harmlessly."""
+    m = _PARTIAL.fullmatch(tmp.name)
+    if m is None or m["host"] != _host():
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False

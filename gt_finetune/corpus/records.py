@@ -7,6 +7,7 @@ is the same record.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from ..workspace import canonical_json
@@ -21,8 +22,10 @@ class Rejected:
 
 
 def make_record(messages: list[dict], meta: dict, tools: list | tuple = ()) -> dict:
+    """A canonical record. A lone surrogate (`"\\ud800"` in a JSON line) is hashed as is, so the record
+    reaches the redactor, which refuses it with a reason instead of the reader crashing here."""
     body = {"messages": messages, "tools": list(tools)}
-    digest = hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_json(body).encode("utf-8", "surrogatepass")).hexdigest()
     return {**body, "meta": {**meta, "content_hash": f"sha256:{digest}"}}
 
 
@@ -33,3 +36,16 @@ def generated_by(actor: str) -> str:
     if any(marker in actor for marker in HUMAN_MARKERS):
         return "human"
     return f"agent:{actor}"
+
+
+def json_line(line: str):
+    """One JSONL line's value; ValueError with the reason a reader reports when the line cannot be
+    read: bad syntax, a number past Python's 4300-digit limit, or nesting deeper than the stack."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    except ValueError:
+        raise ValueError("not JSON (a number too long to read)") from None
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None

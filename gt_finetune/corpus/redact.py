@@ -62,6 +62,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*$")
 _FIELD = re.compile(r"[a-z_]{1,24}")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_OPENERS = {")": "(", "]": "[", "}": "{"}
 _ID_LIKE = re.compile(r"""(?x)
     [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}   # UUID
   | [0-9a-fA-F]{40} | [0-9a-fA-F]{64} | [0-9a-fA-F]{7,12} | [0-9a-f]{24}          # SHAs, sha256, ObjectId
@@ -160,8 +161,8 @@ def _keep_user(value: str, text: str, start: int) -> bool:
 
 def _keep_ip(value: str, text: str, start: int) -> bool:
     """Loopback, unspecified (`0.x`), multicast, reserved and documentation addresses name no one."""
-    try:
-        ip = ipaddress.ip_address(value)
+    try:  # `2a01:4f8::2:` before a colon in prose: the address is all but the last colon
+        ip = ipaddress.ip_address(value[:-1] if value.endswith(":") and not value.endswith("::") else value)
     except ValueError:
         return True
     if ip.version == 6 and (sum(c in "0123456789abcdefABCDEF" for c in value) < 5 or not any(map(str.isdigit, value))):
@@ -190,7 +191,12 @@ def _rule(id_: str, pattern: str, hints=(), *, gate: str | None = None, keep=Non
                  re.compile(context) if context else None, lower, kind)
 
 
-_B = r"(?<![A-Za-z0-9_-])"  # token start
+def _start(chars: str) -> str:
+    """A token start: none of `chars` before it, or a JSON escape (`\\n`, `\\t`) when the text is escaped JSON."""
+    return rf"(?:(?<![{chars}])|(?<=\\[nrt]))"
+
+
+_B = _start("A-Za-z0-9_-")  # token start
 _E = r"(?![A-Za-z0-9_-])"  # token end
 _KEYWORD = (r"(?:password|passwd|[_-]pwd|secret|token|api[_-]?key|credentials?"  # bare `pwd`/`PWD` is a directory
             r"|(?:access|secret|private|signing|encryption|master|client|auth)[_-]?key)")
@@ -208,22 +214,23 @@ PROVIDER_RULES = (
           r"[\"']?(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])", ["secret"], lower=True),
     _rule("aws_secret_access_key", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", ["secret"],
           keep=_not_random, context=r"(?i)aws.{0,20}secret|secret.?access.?key"),
-    _rule("github_token", r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
+    _rule("github_token", _start("A-Za-z0-9_") + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
           r"(?![A-Za-z0-9_])", ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
     _rule("gitlab_token", _B + r"glpat-[A-Za-z0-9_-]{20,}", ["glpat-"]),
-    _rule("huggingface_token", r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9_])", ["hf_"]),
+    _rule("huggingface_token", _start("A-Za-z0-9_") + r"hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9_])", ["hf_"]),
     _rule("anthropic_key", _B + r"sk-ant-[A-Za-z0-9_-]{32,}", ["sk-ant-"]),
     _rule("openai_key", _B + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}", ["sk-"], keep=_not_random),
-    _rule("slack_token", r"(?<![A-Za-z0-9])(?:xox[abposr]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
+    _rule("slack_token", _start("A-Za-z0-9") + r"(?:xox[abposr]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)",
           ["xox", "xapp-"]),
     _rule("slack_webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v>[A-Za-z0-9_/-]{20,})",
           ["hooks.slack.com"]),
-    _rule("stripe_key", r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", ["_live_", "_test_"]),
-    _rule("npm_token", r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])", ["npm_"]),
+    _rule("stripe_key", _start("A-Za-z0-9") + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", ["_live_", "_test_"]),
+    _rule("npm_token", _start("A-Za-z0-9_") + r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])", ["npm_"]),
     _rule("pypi_token", _B + r"pypi-AgE[A-Za-z0-9_-]{50,}", ["pypi-age"]),
     _rule("google_api_key", _B + r"AIza[0-9A-Za-z_-]{35}" + _E, ["aiza"]),
     _rule("sendgrid_key", _B + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + _E, ["sg."]),
-    _rule("twilio_key", r"(?<![A-Za-z0-9])(?:SK|AC)[0-9a-f]{32}(?![A-Za-z0-9])", ["twilio"], context=r"(?i)twilio"),
+    _rule("twilio_key", _start("A-Za-z0-9") + r"(?:SK|AC)[0-9a-f]{32}(?![A-Za-z0-9])", ["twilio"],
+          context=r"(?i)twilio"),
     _rule("discord_bot_token", _B + r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}" + _E,
           ["discord"], keep=_not_random),
     _rule("telegram_bot_token", r"(?<![0-9])\d{8,10}:AA[A-Za-z0-9_-]{33}" + _E, [":aa"]),
@@ -252,17 +259,17 @@ PROVIDER_RULES = (
 
 PII_RULES = (
     _rule("email", r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-          r"\.)+[A-Za-z]{2,24}(?![\w-])", ["@"], keep=_keep_email, kind="PII"),
-    _rule("home_user", r"(?<![\w.-])/(?:home|Users)/(?P<v>[^/\s\\\"'`:<>$*]+)", ["/home/", "/users/"],
+          r"\.)+[A-Za-z]{2,24}(?!\w|-\w)", ["@"], keep=_keep_email, kind="PII"),
+    _rule("home_user", _start(r"\w.-") + r"/(?:home|Users)/(?P<v>[^/\s\\\"'`:<>$*]+)", ["/home/", "/users/"],
           keep=_keep_user, kind="PII"),
     _rule("home_user", r"[A-Za-z]:(?:\\\\|\\|/)Users(?:\\\\|\\|/)(?P<v>[^\\/\s\"'<>:]+)", ["users"],
           keep=_keep_user, kind="PII"),
     # Claude Code's project folders spell the workdir with dashes: `-home-alice-gt-harbor-witness`.
     _rule("home_user", r"(?<![\w-])-(?:home|Users)-(?P<v>[A-Za-z0-9_.]+)(?=[-/\s\"']|$)", ["-home-", "-users-"],
           keep=_keep_user, kind="PII"),
-    _rule("ip", r"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)", gate=r"\.\d{1,3}\.\d{1,3}\.",
+    _rule("ip", _start(r"\w.") + r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)", gate=r"\.\d{1,3}\.\d{1,3}\.",
           keep=_keep_ip, kind="PII"),
-    _rule("ip", r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])",
+    _rule("ip", _start(r"\w:") + r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])",
           gate=r":[0-9A-Fa-f]{0,4}:", keep=_keep_ip, kind="PII"),
 )
 
@@ -478,7 +485,8 @@ class Redactor:
                 continue
             for m in rule.pattern.finditer(low if rule.lower else text):
                 start, end = m.span("v") if "v" in rule.pattern.groupindex else m.span()
-                value = text[start:end]
+                value = _without_outer_closers(text[start:end])
+                end = start + len(value)
                 if not value or self._allowed(value) or rule.keep and rule.keep(value, text, start):
                     continue
                 if rule.context and not rule.context.search(
@@ -533,6 +541,14 @@ class Redactor:
 
     def _allowed(self, raw: str) -> bool:
         return any(p.fullmatch(raw) for p in self._allow)
+
+
+def _without_outer_closers(value: str) -> str:
+    """`pw!` of `pw!)` in `(set DB_PASSWORD=pw!)`: a closing bracket with no opener in the value closes the
+    text around it, and left in, it would make the value look like code (`get_password()`) and be kept."""
+    while value and value[-1] in _OPENERS and value.count(_OPENERS[value[-1]]) < value.count(value[-1]):
+        value = value[:-1]
+    return value
 
 
 def _decode_text(token: str) -> str | None:

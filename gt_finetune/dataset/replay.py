@@ -95,12 +95,15 @@ def _from_file(path: Path) -> list[dict]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = json.loads(raw.decode("utf-8-sig"))  # `-sig`: a BOM does not cost the first line
             except UnicodeDecodeError:
                 bad.append((n, "not UTF-8 text"))
                 continue
             except json.JSONDecodeError as e:
                 bad.append((n, f"not JSON ({e.msg} at column {e.colno})"))
+                continue
+            except (ValueError, RecursionError):  # past Python's limits: 4300-digit numbers, the stack
+                bad.append((n, "not JSON (a number too long or nesting too deep to read)"))
                 continue
             problem = _problem(row)
             if problem:
@@ -141,13 +144,30 @@ def _problem(row) -> str | None:
             return f"message {i} has role {json.dumps(m.get('role'))}; expected one of {', '.join(ROLES)}"
         if not isinstance(m.get("content"), str):
             return f"message {i} `content` is {json.dumps(m.get('content'))[:40]}, not a string (use \"\" for none)"
+        calls = m.get("tool_calls", [])
+        if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
+            return (f"message {i} `tool_calls` is not a list of "
+                    '{"function": {"name": "…", "arguments": "…"}} objects')
     if not any(m["role"] == "assistant" for m in messages):
         return "no assistant turn, so nothing to train"
     if not isinstance(row.get("tools", []), list):
         return "`tools` is not a list"
     if not isinstance(row.get("meta", {}), dict):
         return "`meta` is not an object"
+    try:
+        canonical_json(row).encode("utf-8")
+    except UnicodeEncodeError:
+        return "a string holds a lone surrogate (an escape like `\\ud800` that is no character)"
+    except RecursionError:
+        return "nested too deeply to store"
     return None
+
+
+def _is_call(call) -> bool:
+    """An OpenAI-style tool call the chat templates can render: a named function, arguments as JSON text or object."""
+    function = call.get("function") if isinstance(call, dict) else None
+    return (isinstance(function, dict) and isinstance(function.get("name"), str)
+            and isinstance(function.get("arguments", ""), (str, dict)))
 
 
 # --- generate mode ---------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def _arguments(raw) -> dict:
         return raw
     try:
         value = json.loads(raw or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or past Python's limits (4300-digit numbers, the stack)
         return {"raw": raw}
     return value if isinstance(value, dict) else {"value": value}
 

@@ -97,17 +97,25 @@ class Command:
     env: tuple[tuple[str, str], ...] = ()
 
     def text(self) -> str:
-        """The canonical command line; parsing it gives this command back."""
-        words = [f"{k}={v}" for k, v in self.env] + [self.program, *self.path]
+        """The canonical command line; parsing it gives this command back.
+
+        `--flag=value` (and `-f=value` when the value starts with `-`) keeps a value with its flag;
+        `--` goes before positionals that a flag without a value or the subcommand tree would take.
+        """
+        program = f"./{self.program}" if _ENV.match(self.program) else self.program  # not `A=b`: the program
+        words = [f"{k}={v}" for k, v in self.env] + [program, *self.path]
         for name, values in self.flags:
             for value in values or (None,):
                 if value is None:
                     words.append(name)
-                elif name.startswith("--"):
+                elif name.startswith("--") or value.startswith("-"):
                     words.append(f"{name}={value}")
                 else:
                     words += [name, value]
-        if any(a.startswith("-") for a in self.args):
+        known = self.program in _TREE
+        loose = known and any(not v and n not in _BOOLEAN for n, v in self.flags)
+        if self.args and (loose or known and _child(self.program, list(self.path), self.args[0]) is not None
+                          or any(a.startswith("-") for a in self.args)):
             words.append("--")
         return shlex.join(words + list(self.args))
 
@@ -181,8 +189,8 @@ def normalise(argv: Iterable[str], *, booleans: Collection[str] = ()) -> Command
             options = False
         elif options and _is_option(word):
             name, value = word.split("=", 1) if "=" in word else (word, None)
-            if not known:  # unknown programs: no value inference; `-rf` is `-r -f`
-                if value is None and not word.startswith("--") and len(word) > 2:
+            if not known:  # unknown programs: no value inference; `-rf` is `-r -f` (`-p2` stays one word)
+                if value is None and not word.startswith("--") and len(word) > 2 and word[1:].isalpha():
                     raw += [(f"-{c}", None) for c in word[1:]]
                 else:
                     raw.append((name, value))
@@ -198,7 +206,7 @@ def normalise(argv: Iterable[str], *, booleans: Collection[str] = ()) -> Command
                 value = words[i]
                 i += 1
             raw.append((name, value))
-        elif known and not args and (child := _child(program, path, word)):
+        elif known and options and not args and (child := _child(program, path, word)):  # after `--`: positionals
             path.append(child)
         else:
             args.append(word)
@@ -317,7 +325,7 @@ def json_objects(text: str):
     while (start := text.find("{", pos)) != -1:
         try:
             obj, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number past 4300 digits, nesting past the stack
             pass
         else:
             yield start, end, obj
@@ -348,7 +356,7 @@ def _call_command(obj: object) -> str | None:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(arguments, dict):
         return None

@@ -414,7 +414,7 @@ def _turn_commands(message: dict) -> list[str]:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, a 4301-digit number, or nested past the stack
                 continue
         if isinstance(arguments, dict) and isinstance(arguments.get("command"), str):
             out += commands_in("```bash\n" + arguments["command"] + "\n```")

@@ -38,6 +38,14 @@ NEEDS_SOMEONE = ("failed", "paused")  # the transitions mailed even when quiet
 EVENT_TYPES = ("ready", "active", "review", "done", "failed", "paused", "cancelled", "milestone", "default")
 
 
+def bad_address(address: str) -> str:
+    """Why `address` cannot be a mail address, or '' when it can. One starting with `-` would reach
+    `gt mail send` as an option (`--help`), and whitespace is no part of a Gas Town address."""
+    if not address or address.startswith("-") or any(c.isspace() or c == "\0" for c in address):
+        return f"`{address}` is not a mail address (an agent such as `overseer`, `mayor/` or `<rig>/witness`)"
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class NotifyConfig:
     """The `[notify]` table of config.toml."""
@@ -52,6 +60,9 @@ class NotifyConfig:
                 raise ValueError(f"`recipients.{event}` is no event type; use one of {', '.join(EVENT_TYPES)}")
             if not isinstance(addresses, list) or not all(isinstance(a, str) and a.strip() for a in addresses):
                 raise ValueError(f"`recipients.{event}` must be a list of addresses, e.g. [\"overseer\"]")
+            problem = next(filter(None, map(bad_address, addresses)), "")
+            if problem:
+                raise ValueError(f"`recipients.{event}`: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +138,9 @@ class Notifier:
             self.mail(address, f"FT_EVAL_REVIEW: {bead_id}", body)
 
     def mail(self, to: str, subject: str, body: str) -> None:
+        if bad_address(to):
+            _warn(f"mail `{subject}` was not sent: {bad_address(to)}")
+            return
         if self.town is None:
             message = {"id": f"msg-{uuid.uuid4().hex[:12]}", "from": self.actor, "to": to, "subject": subject,
                        "body": body, "timestamp": now_iso(), "read": False, "priority": 2,

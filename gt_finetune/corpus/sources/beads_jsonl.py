@@ -1,17 +1,16 @@
 """Beads JSONL: `.beads/backup/*.jsonl`, `~/.dolt-archive/git/<db>/*.jsonl`, or `bd export` output.
 
 Real backups are messy: numbers as strings, `"None"` for null, fields older or newer bd versions
-add or drop, malformed lines. Every line is accounted for: it feeds a record, or it is rejected
-with `file:line` and a reason.
+add or drop, malformed lines, a byte-order mark (read as `utf-8-sig`, as the other JSONL sources).
+Every line is accounted for: it feeds a record, or it is rejected with `file:line` and a reason.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Rejected
+from ..records import Rejected, json_line
 from .beads_rows import bead_record
 from .context import HarvestContext, expand
 
@@ -35,8 +34,8 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     harvested: set[str] = set()
     for lineno, row in rows:
         bead_id = str(row["id"])
-        row_labels = labels.get(bead_id, set()) | {str(x) for x in row.get("labels") or () if isinstance(x, str)}
-        row_comments = comments.get(bead_id, []) or [c for c in row.get("comments") or () if isinstance(c, dict)]
+        row_labels = labels.get(bead_id, set()) | {x for x in _listed(row.get("labels")) if isinstance(x, str)}
+        row_comments = comments.get(bead_id, []) or [c for c in _listed(row.get("comments")) if isinstance(c, dict)]
         record = bead_record(row, row_labels, row_comments, location=str(issues_file),
                              min_reason_chars=ctx.min_reason_chars)
         if isinstance(record, str):
@@ -70,17 +69,20 @@ def find_issues_file(source: Path) -> Path:
 
 def read_rows(path: Path, rejected: list[Rejected], *, key: str = "id") -> Iterator[tuple[int, dict]]:
     """JSON object lines that carry `key`; anything else is rejected with file:line."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json_line(line)
             except ValueError as exc:
-                rejected.append(Rejected(f"{path}:{lineno}", f"not JSON ({exc.msg})"))
+                rejected.append(Rejected(f"{path}:{lineno}", str(exc)))
                 continue
             if not isinstance(row, dict) or key not in row:
                 rejected.append(Rejected(f"{path}:{lineno}", f"not a record (no `{key}`)"))
+                continue
+            if not isinstance(row[key], (str, int)):
+                rejected.append(Rejected(f"{path}:{lineno}", f"`{key}` is a {type(row[key]).__name__}, not an id"))
                 continue
             yield lineno, {k: clean(v) for k, v in row.items()}
 
@@ -88,6 +90,11 @@ def read_rows(path: Path, rejected: list[Rejected], *, key: str = "id") -> Itera
 def clean(value):
     """Backups written through some exporters turn null into "None"."""
     return None if value == "None" else value
+
+
+def _listed(value) -> list:
+    """An embedded `labels`/`comments` array; any other type (a string, a number) holds none."""
+    return value if isinstance(value, list) else []
 
 
 def _side_table(path: Path, rejected: list[Rejected]) -> list[tuple[int, dict]]:
@@ -114,5 +121,5 @@ def _other_files(issues_file: Path) -> list[tuple[str, Path]]:
 
 
 def _line_numbers(path: Path) -> list[int]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return [n for n, line in enumerate(f, 1) if line.strip()]

@@ -6,12 +6,11 @@ the `gt` command that produces it. Lines with no command behind them are rejecte
 """
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..records import Rejected, generated_by, make_record
+from ..records import Rejected, generated_by, json_line, make_record
 from .beads_rows import rig_of_actor, role_of
 from .context import HarvestContext, expand
 
@@ -87,7 +86,7 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
 
 def _harvest_file(file: Path, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     used = refused = 0
-    with open(file, encoding="utf-8", errors="replace") as f:
+    with open(file, encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -101,9 +100,9 @@ def _harvest_file(file: Path, ctx: HarvestContext) -> Iterator[dict | Rejected]:
 
 def _convert(line: str, where: str) -> dict | Rejected:
     try:
-        event = json.loads(line)
+        event = json_line(line)
     except ValueError as exc:
-        return Rejected(where, f"not JSON ({exc.msg})")
+        return Rejected(where, str(exc))
     if not isinstance(event, dict) or "type" not in event:
         return Rejected(where, "not an event (no `type`)")
     convert = COMMANDS.get(str(event["type"]))

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from ...errors import InputError
-from ..records import Rejected, make_record
+from ..records import Rejected, json_line, make_record
 from .context import HarvestContext, expand
 
 CONVERSATION = ("user", "assistant")
@@ -119,8 +119,8 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
             used = isinstance(item, dict)
             ctx.count(str(path), used=lines if used else 0, rejected=0 if used else lines)
             yield item
-        ctx.count(str(path), used=sum(1 for _ in _rows_with(path, '"summary"')
-                                      if _.get("type") == "summary" and not _.get("uuid")))
+        ctx.count(str(path), used=sum(1 for row in _rows_with(path, '"summary"')
+                                      if row.get("type") == "summary" and not _in_tree(row)))
 
 
 def session_starts(events_file: Path) -> dict[str, dict]:
@@ -177,10 +177,10 @@ def _summaries(paths: Sequence[Path]) -> dict[str, str]:
 def _rows_with(path: Path, marker: str) -> Iterator[dict]:
     """JSON objects on the lines holding `marker`: a pre-pass that parses few lines and reports none."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             for line in f:
                 try:
-                    row = json.loads(line) if marker in line else None
+                    row = json_line(line) if marker in line else None
                 except ValueError:
                     continue
                 if isinstance(row, dict):
@@ -215,7 +215,7 @@ def _harvest_file(path: Path, options: TranscriptOptions, summaries: dict[str, s
         key = group[line.uuid]
         if line.uuid not in children and (key not in tips or line.order > tips[key].order):
             tips[key] = line
-    paths = {key: _live_path(tip, by_uuid, responses, children) for key, tip in tips.items()}
+    paths = {key: _live_path(tip, by_uuid, responses, children, group) for key, tip in tips.items()}
     used = {line.uuid for p in paths.values() for line in p}
     abandoned = Counter(group[line.uuid] for line in lines if line.uuid not in used)
     for key, live in sorted(paths.items(), key=lambda kv: kv[1][0].no):
@@ -228,7 +228,7 @@ def _harvest_file(path: Path, options: TranscriptOptions, summaries: dict[str, s
 def _read_lines(path: Path, rejected: list[Rejected]) -> list[_Line]:
     """Lines that can sit in the tree; a user/assistant line that cannot be read is rejected."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             numbered = [(no, text) for no, text in enumerate(f, 1) if text.strip()]
     except OSError as exc:
         rejected.append(Rejected(str(path), f"unreadable ({exc.strerror})"))
@@ -238,9 +238,9 @@ def _read_lines(path: Path, rejected: list[Rejected]) -> list[_Line]:
     for no, text in numbered:
         where = f"{path}:{no}"
         try:
-            row = json.loads(text)
+            row = json_line(text)
         except ValueError as exc:
-            rejected.append(Rejected(where, f"not JSON ({exc.msg})"))
+            rejected.append(Rejected(where, str(exc)))
             continue
         if not isinstance(row, dict) or not isinstance(row.get("type"), str):
             rejected.append(Rejected(where, f"not a transcript line (a JSON {type(row).__name__} with no `type`)"))
@@ -251,13 +251,18 @@ def _read_lines(path: Path, rejected: list[Rejected]) -> list[_Line]:
             rejected.append(Rejected(where, problem))
         elif isinstance(uuid, str) and uuid in first_at:
             rejected.append(Rejected(where, f"duplicate uuid `{uuid}` (first at line {first_at[uuid]})"))
-        elif isinstance(uuid, str) and uuid:
+        elif _in_tree(row):
             first_at[uuid] = no
             lines.append(_Line(no, row, uuid, str(row.get("sessionId") or path.stem),
                                row.get("isSidechain") is True, _timestamp(row)))
         elif row["type"] != "summary":  # summaries are read separately, into meta.summary
             rejected.append(Rejected(where, f"a `{row['type']}` line without a uuid is not part of a conversation"))
     return lines
+
+
+def _in_tree(row: dict) -> bool:
+    """A line with a non-empty string `uuid` is a node of the tree; a summary without one feeds meta.summary."""
+    return isinstance(row.get("uuid"), str) and bool(row["uuid"])
 
 
 def _problem(row: dict) -> str | None:
@@ -306,12 +311,13 @@ def _link(lines: list[_Line]) -> None:
 
 
 def _live_path(tip: _Line, by_uuid: dict[str, _Line], responses: dict[str, list[_Line]],
-               children: dict[str, list[_Line]]) -> list[_Line]:
+               children: dict[str, list[_Line]], group: dict[str, tuple]) -> list[_Line]:
     """Root-to-tip path, plus the parallel tool calls the walk up misses.
 
     Claude Code writes one assistant line per `tool_use` of a response (same `message.id`) and
     hangs each `tool_result` under its own line, so a single parent chain holds only one of them.
-    Those siblings and their results go back in after the response's last line on the path.
+    Those siblings and their results go back in after the response's last line on the path, when
+    they belong to the tip's record: a line is in one record only.
     """
     path = [tip]
     while path[-1].parent and by_uuid[path[-1].parent].sidechain == tip.sidechain:
@@ -324,8 +330,10 @@ def _live_path(tip: _Line, by_uuid: dict[str, _Line], responses: dict[str, list[
         mid = line.message_id
         if not mid or (i + 1 < len(path) and path[i + 1].message_id == mid):
             continue
-        response = [other for other in responses[mid] if other.sidechain == tip.sidechain]
-        results = [c for r in response for c in children.get(r.uuid, ()) if _has_tool_result(c)]
+        ours = group[tip.uuid]
+        response = [other for other in responses[mid] if group[other.uuid] == ours]
+        results = [c for r in response for c in children.get(r.uuid, ())
+                   if _has_tool_result(c) and group[c.uuid] == ours]
         missed = sorted((x for x in response + results if x.uuid not in on_path), key=lambda x: x.order)
         on_path.update(x.uuid for x in missed)
         out.extend(missed)
@@ -425,7 +433,7 @@ def _join(text: str, more) -> str:
 
 
 def _drop(block: dict, counts: dict) -> None:
-    kind = block.get("type")
+    kind = str(block.get("type"))  # a tool result's inner blocks are not checked: any type may be here
     key = {"thinking": "thinking_dropped", "redacted_thinking": "thinking_dropped", "image": "images_dropped"}
     counts[key.get(kind, "other_blocks_dropped")] += 1
 
