@@ -25,7 +25,7 @@ from .jobs import DONE, FAILED, PENDING, RUNNING, STOPPED, JobRecord, StepRecord
 from .session import Session, ft_rig_name
 from .train.supervise import TrainingStopped, job_control, stop_trainer
 from .config import load_section
-from .town.notify import NotifyConfig, Recipients
+from .town.notify import NotifyConfig, Recipients, bad_address
 
 WORKFLOW_LABEL = "ft:workflow:"
 
@@ -45,13 +45,17 @@ def load_runnable(session: Session, name: str) -> Formula:
 def use_recipients(session: Session, variables: dict) -> None:
     """Who gets mail: the formula's `notify` / `reviewers` vars for this job, else config.toml's
     `[notify]`, else the overseer (and the rig's witness for reviews)."""
-    def split(value) -> tuple[str, ...]:
-        return tuple(a.strip() for a in str(value or "").split(",") if a.strip())
+    def split(value, var: str) -> tuple[str, ...]:
+        addresses = tuple(a.strip() for a in str(value or "").split(",") if a.strip())
+        problem = next(filter(None, map(bad_address, addresses)), "")
+        if problem:
+            raise InputError(f"var `{var}`: {problem}", hint=f"e.g. `--var {var}=overseer,mayor/`")
+        return addresses
 
     config = load_section(session.home, "notify", NotifyConfig)
     by_event = {event: tuple(addresses) for event, addresses in config.recipients.items()}
-    notify = split(variables.get("notify"))
-    review = (split(variables.get("reviewers")) or by_event.pop("review", ())
+    notify = split(variables.get("notify"), "notify")
+    review = (split(variables.get("reviewers"), "reviewers") or by_event.pop("review", ())
               or (f"{ft_rig_name(session.town)}/witness", "overseer"))
     transitions = notify or by_event.pop("default", ()) or session.notifier.recipients.transitions
     session.notifier.recipients = Recipients(transitions=transitions, review=review,
@@ -69,7 +73,8 @@ def open_job(session: Session, formula: Formula, variables: dict, *, workflow_ro
                      + "\n\nWatch: gt-finetune status <this id>"))
     job = JobRecord(job_id=bead.id, formula=formula.name, formula_path=str(formula.path), run=run,
                     vars=variables, created_at=now_iso(), workflow_root=workflow_root,
-                    steps={s.id: StepRecord(action=s.finetune["action"]) for s in formula.ordered_steps()})
+                    steps={s.id: StepRecord(action=s.finetune["action"]) for s in formula.ordered_steps()},
+                    runner=runner_record(machine.me(bead.id)))  # killed before it holds the machine: interrupted
     job.save(session.home)
     session.notifier.transition(bead.id, run, lifecycle.READY,
                                 f"Job {bead.id} is ready: formula {formula.name}, "
@@ -133,7 +138,11 @@ def prepare(session: Session, formula: Formula, variables: dict, actions: tuple[
 def resume(session: Session, job_id: str, *, queue: bool = True) -> str:
     job = JobRecord.load(session.home, job_id)
     state = lifecycle.state_of(session.store.show(job_id))
-    if state in (lifecycle.DONE, lifecycle.CANCELLED, lifecycle.REVIEW):
+    unfinished = [s.action for s in job.steps.values() if s.state != DONE]
+    # killed after the review step handed the job over (bead in review, eval bead open) but before
+    # its record said so: run it again to finish the record; it reuses the eval bead and mails no one
+    handed_off = state == lifecycle.REVIEW and unfinished == ["review"]
+    if state in (lifecycle.DONE, lifecycle.CANCELLED) or (state == lifecycle.REVIEW and not handed_off):
         raise InputError(f"job `{job_id}` is {state}; there is nothing to resume",
                          hint=f"see it with `gt-finetune status {job_id}`")
     run_steps(session, job, load_formula(Path(job.formula_path)), queue=queue)
@@ -164,13 +173,19 @@ def holding_machine(session: Session, job: JobRecord, *, queue: bool):
                                                    "message": f"{job.job_id}: {note}"})
 
     with machine.machine_lock(job.job_id, wait=queue, on_queued=queued) as me:
-        job.runner = {"pid": me.pid, "host": me.host, "created": me.created, "since": me.since}
+        job.runner = runner_record(me)
         job.save(session.home)
         try:
             yield
         finally:
             job.runner = {}
-            job.save(session.home)
+            with contextlib.suppress(OSError):  # a full disk: the step's own error is the one to show
+                job.save(session.home)
+
+
+def runner_record(me: machine.Holder) -> dict:
+    """The process running a job, as the job record keeps it for `status`."""
+    return {"pid": me.pid, "host": me.host, "created": me.created, "since": me.since}
 
 
 def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> None:
@@ -182,21 +197,22 @@ def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> 
     action = ACTIONS[step.finetune["action"]]
     params = formula.render({k: v for k, v in step.finetune.items() if k != "action"}, job.vars)
     store, notifier = session.store, session.notifier
-    if action.stage:
-        bead = store.show(job.job_id)
-        state = lifecycle.state_of(bead)
-        if not (state == lifecycle.ACTIVE and lifecycle.stage_of(bead) == action.stage):
-            lifecycle.move(store, job.job_id, lifecycle.ACTIVE, stage=action.stage)
-            if state != lifecycle.ACTIVE:
-                notifier.transition(job.job_id, job.run, lifecycle.ACTIVE,
-                                    f"Job {job.job_id} is running (step {step.id}).")
     record = job.steps[step.id]
     record.state, record.started_at, record.error = RUNNING, now_iso(), ""
     job.save(session.home)
-    notifier.event("finetune_step_started", {"issue": job.job_id, "step": step.id, "action": action.stage or "review",
-                                             "message": f"{job.job_id}: {step.id} started"})
-    print(f"step {step.id}: {step.title}", file=sys.stderr)
     try:
+        if action.stage:
+            bead = store.show(job.job_id)
+            state = lifecycle.state_of(bead)
+            if not (state == lifecycle.ACTIVE and lifecycle.stage_of(bead) == action.stage):
+                lifecycle.move(store, job.job_id, lifecycle.ACTIVE, stage=action.stage)
+                if state != lifecycle.ACTIVE:
+                    notifier.transition(job.job_id, job.run, lifecycle.ACTIVE,
+                                        f"Job {job.job_id} is running (step {step.id}).")
+        notifier.event("finetune_step_started", {"issue": job.job_id, "step": step.id,
+                                                 "action": action.stage or "review",
+                                                 "message": f"{job.job_id}: {step.id} started"})
+        print(f"step {step.id}: {step.title}", file=sys.stderr)
         out = action.run(StepContext(session=session, job=job, step=step, params=params))
     except TrainingStopped as stop:
         stopped(session, job, step, stop)
@@ -208,7 +224,10 @@ def run_step(session: Session, job: JobRecord, formula: Formula, step: Step) -> 
     job.save(session.home)
     notifier.event("finetune_step_finished", {"issue": job.job_id, "step": step.id, "output": str(out.output),
                                               "message": f"{job.job_id}: {step.id} done: {out.summary}"})
-    store.comment(job.job_id, f"step `{step.id}` done: {out.summary}")
+    try:  # the step is done and recorded: a lost comment must not stop the job
+        store.comment(job.job_id, f"step `{step.id}` done: {out.summary}")
+    except GTFinetuneError as exc:
+        print(f"warning: could not comment on job `{job.job_id}`: {exc.message}", file=sys.stderr)
     notifier.milestone(job.job_id, job.run, step.id, out.summary)
     print(f"step {step.id}: done: {out.summary}", file=sys.stderr)
 
@@ -229,23 +248,29 @@ def stopped(session: Session, job: JobRecord, step: Step, stop: TrainingStopped)
 
 
 def fail(session: Session, job: JobRecord, step: Step, exc: BaseException) -> None:
+    """Record the failure wherever we still can. Recording it may fail too (the disk that filled up
+    under a checkpoint also holds the job record and the bead store): then say so, and let the
+    original error be the one the user sees."""
     message = exc.message if isinstance(exc, GTFinetuneError) else f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, GTFinetuneError):
         traceback.print_exc(file=sys.stderr)
+    resume_cmd = f"gt-finetune resume {job.job_id}"
+    if isinstance(exc, GTFinetuneError) and resume_cmd not in (exc.hint or ""):
+        exc.hint = f"{exc.hint}; then resume: {resume_cmd}" if exc.hint else f"resume: {resume_cmd}"
     record = job.steps[step.id]
     record.state, record.error, record.finished_at = FAILED, message, now_iso()
-    job.save(session.home)
-    resume_cmd = f"gt-finetune resume {job.job_id}"
-    session.notifier.event("finetune_step_failed", {"issue": job.job_id, "step": step.id,
-                                                    "message": f"{job.job_id}: {step.id} failed: {message}"})
     try:
+        job.save(session.home)
+        session.notifier.event("finetune_step_failed", {"issue": job.job_id, "step": step.id,
+                                                        "message": f"{job.job_id}: {step.id} failed: {message}"})
         if lifecycle.state_of(session.store.show(job.job_id)) != lifecycle.FAILED:
             lifecycle.move(session.store, job.job_id, lifecycle.FAILED,
                            reason=f"step `{step.id}` failed: {message}\nresume: {resume_cmd}")
             session.notifier.transition(job.job_id, job.run, lifecycle.FAILED,
                                         f"Step {step.id} failed: {message}\n\nResume with: {resume_cmd}")
-    except GTFinetuneError as bead_error:
-        print(f"warning: could not mark job `{job.job_id}` failed: {bead_error.message}", file=sys.stderr)
+    except Exception as recording:  # noqa: BLE001 - whatever it is, the step's own error matters more
+        why = recording.message if isinstance(recording, GTFinetuneError) else f"{type(recording).__name__}: {recording}"
+        print(f"warning: could not record that job `{job.job_id}` failed: {why}", file=sys.stderr)
 
 
 def run_single_step(session: Session, step_id: str, *, job_id: str | None = None, bead_id: str | None = None,
@@ -322,6 +347,9 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
     guidance = _gate_guidance(job)
     if approve:
         to, text = lifecycle.DONE, f"approved by {reviewer}: {reason}"
+        if guidance is not None:  # the reviewer's call, but on the record, where everyone sees it
+            print(f"warning: approving job `{job_id}` although its eval gate FAILED: {guidance}", file=sys.stderr)
+            text += f"\n(approved over a failed eval gate: {guidance})"
     else:
         to = lifecycle.FAILED
         text = (f"rejected in review by {reviewer}: {reason}" + (f"\nguidance: {guidance}" if guidance else "")
@@ -339,14 +367,15 @@ def decide_review(session: Session, job_id: str, *, approve: bool, reason: str) 
     return job_id
 
 
-def _gate_guidance(job: JobRecord) -> str:
-    """The eval gate's advice for a failed gate, to hand back with a rejection."""
+def _gate_guidance(job: JobRecord) -> str | None:
+    """The eval gate's advice when the gate failed (to hand back with a rejection, or to put on the
+    record of an approval over it); None when it passed or there is none."""
     eval_dir = job.output_of("eval")
     metrics = eval_dir / "metrics.json" if eval_dir else None
     if not metrics or not metrics.is_file():
-        return ""
+        return None
     gate = json.loads(metrics.read_text(encoding="utf-8")).get("gate") or {}
-    return "" if gate.get("passed", True) else gate.get("guidance", "")
+    return None if gate.get("passed", True) else gate.get("guidance", "") or "see the eval report"
 
 
 def pause(session: Session, job_id: str, reason: str) -> str:

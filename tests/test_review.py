@@ -54,7 +54,11 @@ def test_approve_closes_the_job_approves_the_model_and_mails(backend, capsys):
     code, out, err = cli(capsys, "review", job_id, "approve", "--reason", "beats base+context", *town)
     assert code == 0, err
     bead = store.show(job_id)
-    assert (bead.status, bead.close_reason) == ("closed", "approved by finetune/witness: beats base+context")
+    # the fake eval's gate failed: the approval stands, with that on the record and a warning
+    guidance = "safety items failed: 1; add refusal examples to the corpus or lower the learning rate"
+    assert (bead.status, bead.close_reason) == (
+        "closed", f"approved by finetune/witness: beats base+context\n(approved over a failed eval gate: {guidance})")
+    assert f"warning: approving job `{job_id}` although its eval gate FAILED: {guidance}" in err
     assert mail_log(mail)[before:] == [("overseer", "FT_DONE")]
     code, _, err = cli(capsys, "review", job_id, "approve", "--reason", "again", *town)
     assert code == 1 and "is done, not in review" in err

@@ -250,3 +250,35 @@ def test_history_tells_a_paused_job_from_a_failed_one():
     history = [snap("open"), snap("in_progress", "train"), snap("blocked", paused=True), snap("in_progress", "train"),
                snap("blocked"), snap("closed", reason="cancelled: no")]
     assert _history_labels(history) == ["ready", "active(train)", "paused", "active(train)", "failed", "cancelled"]
+
+
+def test_list_skips_a_stray_file_in_jobs_and_says_so(capsys, isolated):
+    fake_actions.install(pytest.MonkeyPatch())
+    code, out, _ = run_cli(capsys, "run", "finetune-lora")
+    job_id = out.strip().splitlines()[-1]
+    (isolated / "jobs" / "notes copy.json").write_text("{}")
+    code, out, err = run_cli(capsys, "list")
+    assert code == 0 and job_id in out
+    assert "warning: skipped" in err and "notes copy.json: job id `notes copy` is not a name" in err
+
+
+def test_a_failure_that_cannot_be_recorded_still_shows_the_steps_own_error(capsys, isolated, monkeypatch):
+    """A full disk fails the checkpoint, then the bead store's write of `failed`: the user sees the
+    first error (and that it could not be recorded), not a traceback calling it a bug."""
+    import sqlite3
+
+    from gt_finetune.beads import lifecycle
+
+    fake_actions.install(monkeypatch, fail_on={"train": "disk full while writing checkpoint step 8"})
+    move = lifecycle.move
+
+    def full_disk(store, bead_id, to, **kw):
+        if to == lifecycle.FAILED:
+            raise sqlite3.OperationalError("database or disk is full")
+        return move(store, bead_id, to, **kw)
+    monkeypatch.setattr(lifecycle, "move", full_disk)
+    code, _, err = run_cli(capsys, "run", "finetune-lora")
+    assert code == 1
+    assert "could not record that job" in err and "OperationalError: database or disk is full" in err
+    assert "error: disk full while writing checkpoint step 8" in err and "this is a bug" not in err
+    assert "resume: gt-finetune resume ft-" in err

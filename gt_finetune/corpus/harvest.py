@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ExternalError, InputError
 from ..town import Town
-from ..workspace import atomic_dir, content_id, read_jsonl, read_manifest, short_id, write_json, write_jsonl
+from ..workspace import (atomic_dir, content_id, read_jsonl, read_manifest, safe_name, short_id, write_json,
+                         write_jsonl)
 from ..config import load_section
 from .forget import load_rules
 from .health import HealthConfig, HealthReport, assess, formula_hash
@@ -90,6 +91,8 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
 
     Raises:
         InputError: a location does not exist, or nothing usable was found at all.
+        ExternalError: a server behind an input (Dolt, `bd`) failed; it says what was read before
+            it, and nothing is written.
     """
     state_path = home / "corpus" / ".state" / f"{short_id(content_id(asdict(spec)))}.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"sources": {}, "seen": [], "latest": ""}
@@ -101,6 +104,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     new = [r for r in harvest.records if r["meta"]["content_hash"] not in seen]
     if latest is not None and not new:
         _save_state(state_path, state)
+        _ensure_report(latest)
         return _manifest_of(latest, new_records=0)
     previous = read_jsonl(latest / "records.jsonl") if latest is not None else []
     replaced = {identity(r) for r in new}
@@ -129,6 +133,7 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
     state["seen"], state["latest"] = sorted(seen | new_hashes), corpus_id
     if (out / "manifest.json").is_file():  # same spec, same records, same second: it is this very corpus
         _save_state(state_path, state)
+        _ensure_report(out)
         return _manifest_of(out, new_records=len(new))
     rejected = harvest.rejected
     manifest = {
@@ -148,8 +153,8 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
         write_json(tmp / "health.json", {"dropped": health.dropped, "stale": health.stale,
                                          "conflicts": health.conflicts, "tokens": health.tokens})
         write_json(tmp / "manifest.json", manifest)
+    _save_state(state_path, state)  # first: a run killed now still finds this corpus next time
     write_report(out, health, manifest, out_dir=out)  # reads the corpus's own rejected.jsonl: after the rename
-    _save_state(state_path, state)
     _show_rejections(rejected, out, quiet)
     return _manifest_of(out, new_records=len(new))
 
@@ -170,7 +175,7 @@ class _Harvest:
 
         `raw_location` is the file as the accounting knows it, before redaction touched the path."""
         where = raw_location if raw_location is not None else record["meta"].get("location", "")
-        self.rejected.append(Rejected(_where(record), reason))
+        self.rejected.append(Rejected(_storable(_where(record)), reason))
         if where in self.accounting:
             entry = self.accounting[where]
             self.accounting[where] = {**entry, "used": entry["used"] - 1, "rejected": entry["rejected"] + 1}
@@ -197,12 +202,13 @@ def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, st
     redactor = Redactor(load_section(home, "redaction", RedactionConfig))
 
     def scrub(text: str) -> str:
-        return redactor.redact_text(text, PlaceholderScope())[0]
+        return redactor.redact_text(_storable(text), PlaceholderScope())[0]
 
-    for kind, location in spec.inputs:
+    read: list[str] = []  # what each finished input gave, for the error when a later one fails
+    for n, (kind, location) in enumerate(spec.inputs):
         ctx = HarvestContext(town=town, min_reason_chars=spec.min_reason_chars, progress=progress.add, store=store,
                              state=state["sources"].setdefault(f"{kind}:{location}", {}), bead_ids=out.bead_ids)
-        pending = []
+        pending, before = [], len(out.records)
         try:
             for item in SOURCES[kind](location, ctx):
                 if isinstance(item, Rejected):  # where and why can quote what was read: scrub them too
@@ -230,7 +236,18 @@ def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, st
             missing = exc.filename or (exc.args[0] if exc.args else location)
             raise InputError(f"corpus input `{kind}:{location}` does not exist ({missing})",
                              hint="check the path; `gt-finetune corpus build --help` lists the inputs") from exc
+        except ExternalError as exc:
+            progress.done()
+            others = [f"{k}:{_public_location(k, loc)}" for k, loc in spec.inputs[n + 1:]]
+            raise ExternalError(f"corpus input `{kind}:{_public_location(kind, location)}` failed: {exc.message}; "
+                                f"read before it: {', '.join(read) or 'nothing'}"
+                                + (f"; not read: {', '.join(others)}" if others else ""),
+                                hint=exc.hint, code=exc.code) from exc
         out.accounting.update(ctx.accounting)
+        places = len(ctx.accounting)
+        read.append(f"{kind} {len(out.records) - before} records"
+                    + (f" from {places} {'table' if kind == 'beads_sql' else 'file'}{'s' if places != 1 else ''}"
+                       if places else ""))
         for item, reason, raw_location in pending:
             out.reject(item, reason, raw_location)
     progress.done()
@@ -239,9 +256,11 @@ def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, st
 
 def public_spec(spec: CorpusSpec) -> dict:
     """The spec as the manifest keeps it: passwords in `beads_sql` locations are masked."""
-    inputs = [[kind, re.sub(r"^([^:@/]*):[^@]*@", r"\1:***@", location) if kind == "beads_sql" else location]
-              for kind, location in spec.inputs]
-    return {**asdict(spec), "inputs": inputs}
+    return {**asdict(spec), "inputs": [[kind, _public_location(kind, location)] for kind, location in spec.inputs]}
+
+
+def _public_location(kind: str, location: str) -> str:
+    return re.sub(r"^([^:@/]*):[^@]*@", r"\1:***@", location) if kind == "beads_sql" else location
 
 
 def current_formulas(spec: CorpusSpec, town: Town | None) -> dict[str, str]:
@@ -259,6 +278,13 @@ def current_formulas(spec: CorpusSpec, town: Town | None) -> dict[str, str]:
             if isinstance(name, str):
                 out.setdefault(name, formula_hash(path.read_text(encoding="utf-8")))
     return out
+
+
+def _ensure_report(corpus_dir: Path) -> None:
+    """The report of a corpus whose build was killed between publishing it and writing its report
+    (a version `corpus forget` wrote has no health check to report)."""
+    if not (corpus_dir / "report.md").is_file() and (corpus_dir / "health.json").is_file():
+        write_report(corpus_dir, health_of(corpus_dir), read_manifest(corpus_dir), out_dir=corpus_dir)
 
 
 def health_of(corpus_dir: Path) -> HealthReport:
@@ -318,6 +344,12 @@ def list_corpora(home: Path) -> list[dict]:
 
 
 def find_corpus(home: Path, corpus_id: str) -> Path:
+    """The corpus whose id starts with `corpus_id`.
+
+    Raises:
+        InputError: `corpus_id` is not a name (a path, a glob), or it matches no corpus or several.
+    """
+    safe_name(corpus_id, what="corpus id", hint="list them with `gt-finetune corpus list`")
     matches = [p for p in sorted((home / "corpus").glob(f"{corpus_id}*")) if (p / "manifest.json").is_file()]
     if len(matches) != 1:
         what = "no corpus" if not matches else f"{len(matches)} corpora"
@@ -399,6 +431,11 @@ def _filtered_out(record: dict, spec: CorpusSpec, town: Town | None) -> str | No
         if spec.until and when > _parse_time(spec.until, "until"):
             return f"created after --until {spec.until} ({created})"
     return None
+
+
+def _storable(text: str) -> str:
+    """A quoted value (a bead id, an event type) may hold a lone surrogate, which no UTF-8 file can store: `?`."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _file_of(where: str) -> str:

@@ -7,10 +7,11 @@ they work the same for one process and for every rank under torchrun, and surviv
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from ..workspace import write_json
 
@@ -43,11 +44,12 @@ class RunControl:
             info = json.loads((self.dir / "worker.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        try:
-            os.kill(info["pid"], 0)
-        except (ProcessLookupError, PermissionError):
+        try:  # a zombie, or a new process that reuses the pid, is not our trainer
+            process = psutil.Process(info["pid"])
+            alive = process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= info["started_at"] + 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
             return None
-        return info
+        return info if alive else None
 
     def clear_worker(self) -> None:
         (self.dir / "worker.json").unlink(missing_ok=True)
@@ -58,5 +60,15 @@ class RunControl:
     def outcome(self) -> dict | None:
         try:
             return json.loads((self.dir / "stopped.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def failed(self, error: dict) -> None:
+        """The trainer's own error (message, hint, code, exit_code), for the job's process to raise."""
+        write_json(self.dir / "failed.json", error)
+
+    def failure(self) -> dict | None:
+        try:
+            return json.loads((self.dir / "failed.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return None

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..models import resolve_model
 from ..workspace import atomic_dir, content_id, is_complete, read_manifest, short_id, write_json, write_jsonl
 from .attention import logits
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_ready, load_checkpoint, save_checkpoint
 from .control import CANCEL, RunControl
 from .curve import draw_loss_curve
 from .memory import peak_rss
@@ -134,7 +134,7 @@ def train(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: RunControl
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, spec))
     step, metrics = 0, []
-    if is_complete(ckpt_dir):
+    if checkpoint_ready(ckpt_dir):
         step, metrics = load_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, rank=rank)
         _say(main, f"resumed training from checkpoint at step {step}/{spec.max_steps}")
     model, optimizer = accelerator.prepare(model, optimizer)

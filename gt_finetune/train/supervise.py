@@ -106,6 +106,7 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     _wait_for_previous(control)
     control.clear()  # a request left from an earlier run is not for this one
     (control.dir / "stopped.json").unlink(missing_ok=True)
+    (control.dir / "failed.json").unlink(missing_ok=True)
     request = work / "request.json"
     write_json(request, {"spec": asdict(spec), "dataset_dir": str(dataset_dir), "home": str(home),
                          "control_dir": str(control.dir), "supervisor_pid": os.getpid()})
@@ -140,6 +141,10 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
     if outcome.get("status") in ("paused", "cancelled"):
         raise TrainingStopped(PAUSE if outcome["status"] == "paused" else "cancel", outcome.get("step", 0),
                               outcome.get("reason", ""))
+    failure = control.failure()
+    if failure:
+        kind = ExternalError if failure["exit_code"] == ExternalError.exit_code else GTFinetuneError
+        raise kind(failure["message"], hint=failure["hint"], code=failure["code"])
     raise GTFinetuneError(f"the trainer exited with code {proc.returncode} at step {tail.last_step}; "
                           "its error is printed above",
                           hint="fix the cause, then resume: it continues from the last checkpoint")

@@ -13,12 +13,15 @@ from .recipe import TrainSpec, train
 
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    control = RunControl(Path(request["control_dir"]))
     try:
         result = train(TrainSpec.from_dict(request["spec"]), dataset_dir=Path(request["dataset_dir"]),
-                       home=Path(request["home"]), control=RunControl(Path(request["control_dir"])),
-                       supervisor_pid=request.get("supervisor_pid"))
+                       home=Path(request["home"]), control=control, supervisor_pid=request.get("supervisor_pid"))
     except GTFinetuneError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        try:  # the job's process raises it, so the bead and the CLI say what went wrong
+            control.failed({"message": exc.message, "hint": exc.hint, "code": exc.code, "exit_code": exc.exit_code})
+        except OSError:  # a full disk may refuse even this: say it here
+            print(f"error: {exc.message}", file=sys.stderr)
         return 1
     return EXIT_STOPPED if isinstance(result, dict) else 0
 

@@ -607,3 +607,14 @@ def test_town_scope_keeps_town_history_and_needs_rigs_named(isolated):
     with_harbor = build_corpus(spec, home=isolated / "b", town=town, quiet=True)
     rigs = {r["meta"]["rig"] for r in read_jsonl(with_harbor.path / "records.jsonl")}
     assert "harbor" in rigs and "lantern" not in rigs
+
+
+def test_a_corpus_killed_before_its_report_is_reused_and_gets_its_report(sample_copy, isolated, clock):
+    spec = beads_spec(sample_copy)
+    m = build_corpus(spec, home=isolated, quiet=True)
+    (m.path / "report.md").unlink()  # killed right after the rename, before the report was written
+    (m.path / "composition.png").unlink()
+    again = build_corpus(spec, home=isolated, quiet=True)
+    assert again.path == m.path and again.new_records == 0  # the same corpus: later stages keep their caches
+    assert (m.path / "report.md").read_text().startswith(f"# Corpus report: `{m.id}`")
+    assert (m.path / "composition.png").is_file()

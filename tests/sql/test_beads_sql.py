@@ -60,13 +60,6 @@ def test_a_database_without_beads_is_skipped_with_a_reason(mysql):
     assert [r.reason for r in rejected] == ["no `issues` table: not a beads database"]
 
 
-def test_unreachable_server_is_reported_not_raised(capsys):
-    records, rejected = split(beads_sql.harvest("root@127.0.0.1:1", HarvestContext()))
-    assert records == []
-    assert rejected[0].where == "127.0.0.1:1" and rejected[0].reason.startswith("cannot connect as root")
-    assert "warning: beads over SQL skipped: cannot connect to 127.0.0.1:1" in capsys.readouterr().err
-
-
 def test_incremental_harvest_over_sql_adds_exactly_the_new_bead(mysql, carolina_backup, isolated):
     conn = mysql.connect()
     try:
