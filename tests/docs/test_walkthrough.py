@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gt_finetune.cli import _history_labels
+
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "operator-guide.md"
 
@@ -80,4 +82,13 @@ def test_following_the_first_run_ends_with_an_approved_demo_model(tmp_path):
 
     models = cli("models", "list", "--json")
     assert [m["state"] for m in models] == ["approved"]
-    assert cli("status", models[0]["job"], "--json")["state"] == "done"
+    job = cli("status", models[0]["job"], "--json")
+    assert job["state"] == "done"
+    # the README's main job for real: it trained (lower held-out loss) and was evaluated four ways
+    assert job["eval_report"]["tuned_loss"] < job["eval_report"]["base_loss"]
+    assert [x for x in _history_labels(job["history"]) if x.startswith("active")] == [
+        "active(corpus)", "active(dataset)", "active(plan)", "active(train)", "active(eval)"]
+    report = Path(job["eval_report"]["path"]).read_text()
+    assert "| family | base | base+context | tuned | tuned+context |" in report
+    assert "## Gate" in report and ("**PASS**" in report or "**FAIL**" in report)
+    assert "## Held-out loss" in report and "forgetting probe" in report
