@@ -8,6 +8,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,10 @@ def proxy(mysql, sample_db):
     """A proxy that cuts each connection near the end of a full harvest of `sample_db` (after `issues`)."""
     p = Proxy(mysql.host, mysql.port)
     list(beads_sql.harvest(through(p, mysql, sample_db), HarvestContext()))
+    deadline = time.monotonic() + 30
+    while p.last_total == 0:  # the proxy's thread counts the bytes once it sees the connection close
+        assert time.monotonic() < deadline, "the calibrating harvest's connection never closed"
+        time.sleep(0.01)
     p.limit = p.last_total * 95 // 100
     yield p
     p.close()
