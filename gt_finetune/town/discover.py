@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..workspace import safe_name
 
 DEFAULT_DOLT_PORT = 3307
 
@@ -107,6 +109,11 @@ def load_town(root: Path, *, env: Mapping[str, str] = os.environ) -> Town:
     rigs_json = _read_json(root / "mayor" / "rigs.json") if (root / "mayor" / "rigs.json").exists() else {}
     rigs = []
     for name, entry in sorted((rigs_json.get("rigs") or {}).items()):
+        try:  # a rig's name is a folder in the town: `../x` would lead install's writes out of it
+            safe_name(name, what="rig name")
+        except InputError as exc:
+            print(f"warning: ignored a rig in {root / 'mayor' / 'rigs.json'}: {exc.message}", file=sys.stderr)
+            continue
         prefix = ((entry or {}).get("beads") or {}).get("prefix") or ""
         rig_config = root / name / "config.json"
         if not prefix and rig_config.is_file():

@@ -292,3 +292,16 @@ def test_rig_in_a_town_without_rigs(tmp_path):
     t = load_town(make_town(tmp_path / "gt"), env={})
     with pytest.raises(InputError, match=r"\(rigs: none\)"):
         t.rig("finetune")
+
+
+def test_a_rig_name_that_is_a_path_is_ignored_with_a_warning(tmp_path, capsys):
+    root = tmp_path / "town"
+    (root / "mayor").mkdir(parents=True)
+    (root / "mayor" / "town.json").write_text('{"name": "t"}')
+    (root / "mayor" / "rigs.json").write_text(
+        '{"rigs": {"../../evil": {"beads": {"prefix": "ft"}}, "harbor": {"beads": {"prefix": "hb"}}}}')
+    town = load_town(root, env={})
+    assert [r.name for r in town.rigs] == ["harbor"]
+    assert town.rig_for_prefix("ft") is None  # so install writes no directive through it
+    err = capsys.readouterr().err
+    assert "warning: ignored a rig in" in err and "rig name `../../evil` is not a name" in err
