@@ -31,10 +31,32 @@ def fake_bin(monkeypatch):
 
 
 @pytest.fixture
+def hold_trainer(tmp_path, monkeypatch):
+    """`hold_trainer(3)`: every trainer the test starts waits before step 3 until a pause or cancel
+    request exists, so the request lands at that step on a fast machine and a slow one alike."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "hardening"))
+    from kill_harness import hook_env
+
+    def hold(step: int) -> None:
+        for name, value in hook_env(tmp_path, f"hold:train:{step}").items():
+            monkeypatch.setenv(name, value)
+    return hold
+
+
+@pytest.fixture
 def shared() -> Path:
     if not (SHARED / "fixtures" / "real").is_dir():
-        pytest.skip(f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)")
+        missing_fixtures(f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)")
     return SHARED
+
+
+def missing_fixtures(reason: str) -> None:
+    """Skip: a bare clone has no `../shared`. CI has it and sets GT_FINETUNE_REQUIRE_SHARED, so a
+    fixture that went missing there fails instead of quietly skipping."""
+    if os.environ.get("GT_FINETUNE_REQUIRE_SHARED"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

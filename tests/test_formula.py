@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str, name: str = "bad.formula.toml") -> Path:
 
 # --- real formulas from a town ---------------------------------------------------------------
 
-def test_real_formulas_are_present():
+def test_real_formulas_are_present(shared):
     assert len(REAL) >= 6, f"expected at least 6 real formulas under {SHARED}"
 
 
@@ -36,7 +36,7 @@ def test_real_formula_loads(path):
     assert check_formula(path) == []
 
 
-def test_real_formulas_read_as_gt_reads_them():
+def test_real_formulas_read_as_gt_reads_them(shared):
     by_name = {p.name.removesuffix(".formula.toml"): p for p in REAL}
     polecat = load_formula(by_name["mol-polecat-work"])
     assert polecat.type == "workflow"  # inferred from `[[steps]]`

@@ -34,7 +34,8 @@ def wait_until_training(isolated, proc, timeout=240):
 
 
 @pytest.mark.slow
-def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
+def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys, monkeypatch, hold_trainer):
+    hold_trainer(2)  # the trainer waits before step 2 for the pause: it cannot finish first
     proc = start_job(isolated, tiny_model("chatml"), max_steps=60)
     job_id = wait_until_training(isolated, proc)
     assert main(["status", job_id]) == 0
@@ -55,6 +56,7 @@ def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
     assert main(["pause", job_id]) == 1  # nothing runs now
     assert "not training right now" in capsys.readouterr().err
 
+    monkeypatch.delenv("GT_KILL_AT")
     assert main(["resume", job_id]) == 0
     err = capsys.readouterr().err
     assert "train resumed at step" in err
@@ -65,7 +67,8 @@ def test_pause_then_resume_finishes_the_job(tiny_model, isolated, capsys):
 
 
 @pytest.mark.slow
-def test_cancel_stops_the_trainer_and_closes_the_bead(tiny_model, isolated, capsys):
+def test_cancel_stops_the_trainer_and_closes_the_bead(tiny_model, isolated, capsys, hold_trainer):
+    hold_trainer(2)
     proc = start_job(isolated, tiny_model("chatml"), max_steps=60)
     job_id = wait_until_training(isolated, proc)
     assert main(["cancel", job_id, "--reason", "wrong source"]) == 0

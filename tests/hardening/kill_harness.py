@@ -17,6 +17,9 @@ Two ways to pick the moment:
   | `publish:<stage>`        | `<home>/<stage>/.X.partial` holds its manifest: just before the rename |
   | `publish:checkpoint:<n>` | the trainer's n-th checkpoint, just before its rename (the last one is aside) |
   | `moved:review`           | the job bead has just been moved to review                           |
+
+`hold:train:<n>` kills nothing: the trainer waits before step n until a pause or cancel request
+exists, so a test's request lands at the step it chose however fast the machine (not at a moment).
 """
 from __future__ import annotations
 
@@ -229,6 +232,9 @@ def install(point: str) -> None:
                     die()
             return replace(src, dst, *args, **kwargs)
         os.replace = hooked_replace
+    elif kind == "hold":
+        if "gt_finetune.train.worker" in sys.orig_argv:  # only the trainer holds
+            _hold_trainer(int(what.removeprefix("train:")))
     elif kind == "moved":
         from gt_finetune.beads import lifecycle
 
@@ -242,6 +248,22 @@ def install(point: str) -> None:
         lifecycle.move = hooked_move
     else:
         raise ValueError(f"unknown kill point {point}")
+
+
+def _hold_trainer(step: int, timeout_s: float = 120) -> None:
+    """A fresh trainer asks for requests once per step, from step 0: the n-th asking is step n."""
+    from gt_finetune.train import recipe
+
+    agreed, asked = recipe._agreed_request, [0]
+
+    def held(control, accelerator, supervisor_pid):
+        if asked[0] == step:
+            deadline = time.monotonic() + timeout_s
+            while control.pending() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        asked[0] += 1
+        return agreed(control, accelerator, supervisor_pid)
+    recipe._agreed_request = held
 
 
 # -- judging what is left -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing_fixtures
+
 from .load import load_backup
 
 HERE = Path(__file__).resolve().parent
@@ -105,7 +107,7 @@ def mysql() -> MySQLServer:
 @pytest.fixture(scope="session")
 def carolina_backup() -> Path:
     if not (CAROLINA_BACKUP / "issues.jsonl").is_file():
-        pytest.skip(f"carolina-futons backup not found at {CAROLINA_BACKUP} (set GT_FINETUNE_SHARED)")
+        missing_fixtures(f"carolina-futons backup not found at {CAROLINA_BACKUP} (set GT_FINETUNE_SHARED)")
     return CAROLINA_BACKUP
 
 

@@ -75,20 +75,23 @@ def test_kill_9_at_a_random_step_then_resume_gives_bit_identical_weights(tiny_mo
            [r["loss"] for r in read_jsonl(resumed.path / "metrics.jsonl") if r.get("kind") == "step"]
 
 
-def test_pause_keeps_a_checkpoint_and_resume_finishes_identically(tiny_model, dataset_dir, tmp_path):
+def test_pause_keeps_a_checkpoint_and_resume_finishes_identically(tiny_model, dataset_dir, tmp_path, monkeypatch,
+                                                                   hold_trainer):
     spec = spec_for(tiny_model("chatml"), max_steps=30, checkpoint_every=100)
     whole = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "a", control=RunControl(tmp_path / "ca"))
     control = RunControl(tmp_path / "cb")
 
     def pause(row: dict) -> None:
-        if row.get("kind") == "step" and row["step"] == 3 and control.pending() is None:
+        if row.get("kind") == "step" and row["step"] == 2 and control.pending() is None:
             control.request(PAUSE, "operator asked")
 
+    hold_trainer(3)  # the trainer waits before step 3 for the request: it cannot finish first
     with pytest.raises(TrainingStopped) as stop:
         run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control, on_row=pause)
-    assert stop.value.action == PAUSE and 3 <= stop.value.step < 30 and "operator asked" in stop.value.message
+    assert stop.value.action == PAUSE and stop.value.step == 3 and "operator asked" in stop.value.message
     assert control.worker() is None
     control.clear()
+    monkeypatch.delenv("GT_KILL_AT")
     resumed = run_training(spec, dataset_dir=dataset_dir, home=tmp_path / "b", control=control)
     assert_bit_identical(weights(whole), weights(resumed))
 
