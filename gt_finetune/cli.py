@@ -5,6 +5,7 @@ Exit codes: 0 done, 1 input the user can fix, 2 bad invocation, 3 something outs
 """
 from __future__ import annotations
 
+import errno
 import functools
 import importlib
 import json
@@ -15,7 +16,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import GTFinetuneError, InputError
+from .errors import ExternalError, GTFinetuneError, InputError
+from .workspace import path_error, shown
 
 SCHEMA_VERSION = 1
 
@@ -381,7 +383,7 @@ def install(town, dry_run):
     """
     from .town import find_town
     from .town.install import install as do_install
-    from .town.install import print_changes
+    from .town.install import print_changes, summary
 
     found = find_town(explicit=town)
     if found is None:
@@ -389,9 +391,7 @@ def install(town, dry_run):
                          hint="pass `--town ~/gt` or run it inside your town")
     changes = do_install(found, dry_run=dry_run)
     print_changes(changes)
-    click.echo(f"{'would change' if dry_run else 'changed'} "
-               f"{sum(1 for c in changes if c.action not in ('unchanged', 'kept-edited', 'skipped'))} "
-               f"of {len(changes)} items in {found.root}")
+    click.echo(summary(changes, found.root, dry_run=dry_run))
 
 
 @cli.group(invoke_without_command=True)
@@ -410,7 +410,8 @@ def corpus(ctx):
 @corpus.command(name="build")
 @click.option("--beads-jsonl", multiple=True, metavar="DIR", help="A beads JSONL backup or export (repeatable).")
 @click.option("--dolt", multiple=True, metavar="HOST:PORT", help="A Dolt/MySQL server to read beads from, "
-              "`[user[:pw]@]host:port[/db,db]` (repeatable).")
+              "`[user[:pw]@]host:port[/db,db]`, IPv6 as `[::1]:3307` (repeatable); a password is better kept in "
+              "GT_DOLT_PASSWORD.")
 @click.option("--transcripts", multiple=True, metavar="DIR", help="Claude Code projects dir or .jsonl (repeatable).")
 @click.option("--events", multiple=True, metavar="FILE", help="An .events.jsonl/.feed.jsonl, or a town root.")
 @click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR", help="A folder of *.formula.toml.")
@@ -578,7 +579,9 @@ def corpus_forget(match, session, actor, yes, home, town):
     if not yes:
         raise InputError(f"nothing removed yet: {sum(n for _, _, n in result.versions)} record(s) in "
                          f"{len(result.versions)} corpus version(s) match `{rule.describe()}`",
-                         hint=f"run it again with `--yes`: `gt-finetune corpus forget {rule.describe()} --yes`")
+                         hint="run the same command again with `--yes`" if match else
+                         f"run it again with `--yes`: `gt-finetune corpus forget {rule.describe()} --yes`")
+    click.echo(f"rule saved as `{result.rule}`; later harvests leave out what it matched", err=True)
     for model in result.tainted:
         click.echo(f"model {model.id}: tainted ({model.reason})", err=True)
     if result.datasets_purged:
@@ -630,21 +633,15 @@ def dataset_inspect(ref, index, split, per_token, home, town):
     """Print one example as the trainer sees it; trained text is inside ⟦…⟧ (green on a terminal)."""
     import os
 
-    from transformers import AutoTokenizer
-
-    from .dataset import load_split
-    from .dataset.show import example_header, find_dataset, format_example
-    from .workspace import read_manifest
+    from .dataset.show import (dataset_manifest, example_header, find_dataset, format_example, load_example,
+                               load_tokenizer)
 
     path = find_dataset(session_for(home, town, quiet=True).home, ref)
-    examples = load_split(path, split)
-    if not 0 <= index < len(examples):
-        raise InputError(f"dataset {path.name} has {len(examples)} {split} examples; there is no example {index}",
-                         hint=f"pick one from 0 to {len(examples) - 1}")
-    tokenizer = AutoTokenizer.from_pretrained(read_manifest(path)["model_dir"])
+    tokenizer = load_tokenizer(path, dataset_manifest(path))
+    example = load_example(path, split, index, len(tokenizer))
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    click.echo(example_header(examples[index], index, split), err=True)
-    click.echo(format_example(examples[index], tokenizer, colour=colour, per_token=per_token))
+    click.echo(example_header(example, index, split), err=True)
+    click.echo(format_example(example, tokenizer, colour=colour, per_token=per_token))
 
 
 @cli.group()
@@ -781,21 +778,40 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return 1
     except GTFinetuneError as exc:
-        if as_json:
-            click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "error": exc.message, "code": exc.code,
-                                   "hint": exc.hint}), err=True)
-        else:
-            click.echo(f"{'stopped' if exc.code == 'stopped' else 'error'}: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"\nhint: {exc.hint}", err=True)
-        return exc.exit_code
+        return _show(exc, as_json)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception:  # noqa: BLE001 - the last line of defence: show the bug, say where to report it
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: show the bug, say where to report it
+        explained = _path_os_error(exc)
+        if explained is not None:
+            return _show(explained, as_json)
         traceback.print_exc()
         click.echo("\nerror: this is a bug in gt-finetune; please report it with the traceback above", err=True)
         return 4
+
+
+def _show(exc: GTFinetuneError, as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "error": exc.message, "code": exc.code,
+                               "hint": exc.hint}), err=True)
+    else:
+        click.echo(f"{'stopped' if exc.code == 'stopped' else 'error'}: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"\nhint: {exc.hint}", err=True)
+    return exc.exit_code
+
+
+def _path_os_error(exc: Exception) -> GTFinetuneError | None:
+    """An OSError that escaped the place its path is used, when its errno is about that named path
+    (a name too long, a file in the way, a read-only or full disk): one line, not a traceback.
+    Any other stays a bug, with its traceback."""
+    if not isinstance(exc, OSError) or not exc.filename:
+        return None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExternalError(f"cannot write {shown(exc.filename)}: {exc.strerror}",
+                             hint="free space on that disk, then run the command again", code="disk_full")
+    return path_error(exc, exc.filename, "use")
 
 
 def entry() -> None:

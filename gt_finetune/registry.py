@@ -11,12 +11,13 @@ never edited or pruned: forgetting records or tainting a model adds rows, it rem
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .beads.embedded import default_actor, now_iso
+from .beads.embedded import default_actor, now_iso, open_sqlite
+from .workspace import ensure_dir, not_writable
 
 MIGRATIONS = (
     ("m001_models_and_audit", """
@@ -57,20 +58,34 @@ class Model:
 
 class Registry:
     def __init__(self, home: Path):
-        home.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(home / "registry.db"), timeout=30)
-        self.conn.row_factory = sqlite3.Row
+        self.home = ensure_dir(home)
+        path = home / "registry.db"
+        self.conn, self.writable = open_sqlite(path)
+        if not self.writable and path.is_file() and self._pending():
+            raise not_writable(home)  # written by an older version: reading it needs its migrations
         self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for name, sql in self._pending():
+            with self.conn:
+                self.conn.executescript(sql)
+                self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now_iso()))
+
+    def _pending(self) -> list[tuple[str, str]]:
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='_migrations'").fetchone() is None:
+            return list(MIGRATIONS)
         done = {r[0] for r in self.conn.execute("SELECT name FROM _migrations")}
-        for name, sql in MIGRATIONS:
-            if name not in done:
-                with self.conn:
-                    self.conn.executescript(sql)
-                    self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now_iso()))
+        return [(name, sql) for name, sql in MIGRATIONS if name not in done]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write, refused up front in a workspace that cannot be written."""
+        if not self.writable:
+            raise not_writable(self.home)
+        with self.conn:
+            yield
 
     def register(self, *, model_id: str, job_id: str, corpus_id: str, dataset_id: str, train_dir: str,
                  base_model: str) -> Model:
-        with self.conn:
+        with self._transaction():
             added = self.conn.execute(
                 "INSERT OR IGNORE INTO models (id, job_id, corpus_id, dataset_id, train_dir, base_model, created_at, seq)"
                 " VALUES (?,?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM models))",
@@ -92,7 +107,7 @@ class Registry:
         """Every model trained on one of these corpora needs retraining; say why in the registry."""
         ids = sorted(set(corpus_ids))
         hit = [m for m in self.models() if m.corpus_id in ids]
-        with self.conn:
+        with self._transaction():
             for m in hit:
                 self.conn.execute("UPDATE models SET state='tainted', reason=? WHERE id=?", (reason, m.id))
                 self._audit("taint", m.id, {"reason": reason, "corpus": m.corpus_id, "was": m.state})
@@ -103,20 +118,20 @@ class Registry:
         if state not in STATES:
             raise ValueError(f"unknown model state `{state}`; states: {', '.join(STATES)}")
         was = self.model(model_id).state
-        with self.conn:
+        with self._transaction():
             self.conn.execute("UPDATE models SET state=?, reason=? WHERE id=?", (state, reason, model_id))
             self._audit(state, model_id, {"reason": reason, "was": was})
         return self.model(model_id)
 
     def exported(self, model_id: str, export_dir: str) -> Model:
-        with self.conn:
+        with self._transaction():
             self.conn.execute("UPDATE models SET export_dir=? WHERE id=?", (export_dir, model_id))
             self._audit("export", model_id, {"export_dir": export_dir})
         return self.model(model_id)
 
     def deployed(self, model_id: str, *, alias: str, deployment: str) -> Model:
         """`model_id` now answers for `alias`; whichever model did before is superseded by it."""
-        with self.conn:
+        with self._transaction():
             for old in self.conn.execute("SELECT id FROM models WHERE alias=? AND state='deployed' AND id<>?",
                                          (alias, model_id)).fetchall():
                 self.conn.execute("UPDATE models SET state='superseded', superseded_by=? WHERE id=?",
@@ -133,7 +148,7 @@ class Registry:
         if row is None:
             return []
         model_id = row["id"]
-        with self.conn:
+        with self._transaction():
             self.conn.execute("UPDATE models SET state='approved', alias='', deployment='', reason=? WHERE id=?",
                               ("rolled back", model_id))
             self._audit("rollback", model_id, {"deployment": deployment})
@@ -159,7 +174,7 @@ class Registry:
         return hits[0]
 
     def record(self, action: str, subject: str, detail: dict) -> None:
-        with self.conn:
+        with self._transaction():
             self._audit(action, subject, detail)
 
     def audit(self) -> list[dict]:

@@ -7,12 +7,14 @@ that holds `manifest.json` is complete, so a resumed run skips it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,15 +26,23 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # bead ids (`ft-7k2.1`)
 
 
 def resolve_home(explicit: str | os.PathLike | None, town_root: Path | None) -> Path:
-    """`--home`, then `$GT_FINETUNE_HOME`, then `<town>/.gt-finetune`, then `~/.gt-finetune`."""
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    env = os.environ.get("GT_FINETUNE_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
-    if town_root is not None:
-        return town_root / ".gt-finetune"
-    return Path.home() / ".gt-finetune"
+    """`--home`, then `$GT_FINETUNE_HOME`, then `<town>/.gt-finetune`, then `~/.gt-finetune`.
+
+    Raises:
+        InputError: the folder given cannot be one: a symlink loop, `~user` of no user, a file or
+            a device (`/dev/null`). One that cannot be made is refused where it is made (`ensure_dir`).
+    """
+    given = explicit or os.environ.get("GT_FINETUNE_HOME")
+    if not given:
+        return town_root / ".gt-finetune" if town_root is not None else Path.home() / ".gt-finetune"
+    hint = "pass --home (or set GT_FINETUNE_HOME to) a folder you can write"
+    try:
+        home = Path(given).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (before Python 3.13), `~nobody`
+        raise InputError(f"workspace {shown(given)} cannot be used: {shown(str(exc))}", hint=hint) from exc
+    if os.path.exists(home) and not os.path.isdir(home):
+        raise InputError(f"workspace {shown(given)} is not a folder", hint=hint)
+    return home
 
 
 def safe_name(value: str, *, what: str, hint: str | None = None) -> str:
@@ -47,17 +57,95 @@ def safe_name(value: str, *, what: str, hint: str | None = None) -> str:
     """
     if isinstance(value, str) and _NAME.fullmatch(value) and ".." not in value:
         return value
-    shown = value if isinstance(value, str) and value.isprintable() else repr(value)
-    raise InputError(f"{what} `{shown}` is not a name: use letters, digits, `.`, `_` and `-`, "
+    printed = shown(value) if isinstance(value, str) else repr(value)  # shortened: a name may be 5,000 chars
+    raise InputError(f"{what} `{printed}` is not a name: use letters, digits, `.`, `_` and `-`, "
                      "starting with a letter or digit, at most 128", hint=hint)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# What an OSError on a path means, for the errnos that are about the path itself: a person can fix
+# these by choosing another path. Others (a full disk, an I/O error) are not the path's fault.
+PATH_PROBLEMS = {
+    errno.ENOTDIR: "a part of it is a file, not a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.ELOOP: "it runs into a symlink loop",
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted there",
+}
+
+
+_CHOOSE = "pick a path you can write; for the workspace itself, pass --home (or set GT_FINETUNE_HOME)"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path for a one-line message: control characters escaped, the middle of a long one cut."""
+    text = os.fsdecode(path)
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return text if len(text) <= 160 else f"{text[:100]}…{text[-50:]}"
+
+
+def path_error(exc: OSError, path: str | os.PathLike, doing: str) -> InputError | None:
+    """`exc` as the InputError "cannot <doing> <path>: <why>", when its errno is about the path."""
+    problem = PATH_PROBLEMS.get(exc.errno)
+    if problem is None:
+        return None
+    return InputError(f"cannot {doing} {shown(path)}: {problem}", hint=_CHOOSE)
+
+
+@contextlib.contextmanager
+def _about(path: str | os.PathLike, doing: str) -> Iterator[None]:
+    """OSErrors in the block that are about `path` (see PATH_PROBLEMS) become InputErrors naming it."""
+    try:
+        yield
+    except OSError as exc:
+        error = path_error(exc, path, doing)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def ensure_dir(folder: Path) -> Path:
+    """`mkdir -p folder`; a folder that cannot be made (a file in the way, a read-only disk, a name
+    too long) is an InputError naming it."""
+    try:
+        with _about(folder, "make the folder"):
+            folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # mkdir -p over a file, a device or a dangling link
+        raise InputError(f"cannot make the folder {shown(folder)}: something that is not a folder is in "
+                         "the way", hint=_CHOOSE) from exc
+    return folder
+
+
+def can_write(path: Path) -> bool:
+    """Whether the file `path` can be created or changed: its folder (and the file, if there) writable.
+    False on a read-only mount even for root, whom file modes do not stop."""
+    return os.access(path.parent, os.W_OK) and (not os.path.lexists(path) or os.access(path, os.W_OK))
+
+
+def not_writable(folder: Path) -> InputError:
+    return InputError(f"the workspace {shown(folder)} is not writable (a read-only mount, or another user's): "
+                      "commands that only read work there, this one must write",
+                      hint="run it where the workspace can be written, or pass --home a folder you can write")
+
+
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write `path` atomically: a temp file beside it, renamed over it. The file keeps the
+    permissions of the one it replaces; a new one gets `mode` (by default private: a workspace
+    holds training text).
+
+    Raises:
+        InputError: `path` is a symlink, a device, a FIFO or anything but a regular file (renaming
+            over it would replace the link or the node, not write through it), or it cannot be
+            written (a file in the way, a read-only disk, a name too long).
+    """
+    ensure_dir(path.parent)
+    with _about(path, "write"):  # the temp name is cut so that it fits wherever the target's name does
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            kept = _regular_file_mode(path)  # checked last, so the window before the rename is short
+            os.fchmod(f.fileno(), mode if kept is None else kept)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -65,6 +153,23 @@ def write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _regular_file_mode(path: Path) -> int | None:
+    """The permissions of the regular file at `path`, None when there is none; anything else there
+    is refused."""
+    try:
+        with _about(path, "write"):
+            mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(mode):
+        kind = ("a symlink" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket")
+        raise InputError(f"{shown(path)} is {kind}, not a regular file: refusing to replace it",
+                         hint="write to a new file name, or to the file the link points at")
+    return stat.S_IMODE(mode)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -116,7 +221,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     removed by the next write in the same folder, whatever it was building (a plan's id and a
     corpus's change from run to run, so the same name may never come again).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(final.parent)
     for old in final.parent.glob(".*.partial"):
         if old.name == f".{final.name}.partial" or _abandoned(old):  # the former name: no writer in it
             shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ExternalError, InputError
+from ..workspace import can_write, ensure_dir, not_writable
 from .engine import ENGINE, ENGINE_REASON
 from .store import BUILTIN_STATUSES, STATUS_CATEGORIES, Bead, Comment, Dependency, HistoryEntry
 
@@ -55,6 +56,21 @@ def default_actor() -> str:
     return os.environ.get("BEADS_ACTOR") or os.environ.get("BD_ACTOR") or os.environ.get("USER") or "gt-finetune"
 
 
+def open_sqlite(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """`path` opened to read and write, or — in a workspace that cannot be written (a read-only
+    mount, a backup, another user's) — read-only, so commands that only read still work. Where no
+    file is there yet, an empty in-memory database stands in. The flag says whether it is writable.
+    """
+    if can_write(path):
+        conn, writable = sqlite3.connect(str(path), timeout=30), True
+    elif path.is_file():
+        conn, writable = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30), False
+    else:
+        conn, writable = sqlite3.connect(":memory:"), False
+    conn.row_factory = sqlite3.Row
+    return conn, writable
+
+
 def _engine_for(path: Path) -> tuple[str, str]:
     """A store keeps the engine it was created with: doltlite files are unreadable to stock SQLite."""
     header = path.read_bytes()[:16] if path.is_file() else b""
@@ -73,24 +89,32 @@ class EmbeddedStore:
     kind = "embedded"
 
     def __init__(self, path: Path, *, prefix: str = "ft", actor: str | None = None):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)
         self.path = path
         self.prefix = prefix
         self.actor = actor or default_actor()
         self.engine, reason = _engine_for(path)
-        self.conn = sqlite3.connect(str(path), timeout=30)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.executescript(SCHEMA)
-        with self._write("init"):
-            self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('issue_prefix', ?)", (prefix,))
-            self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('status.custom', 'review:wip')")
-        self.location = f"{path} ({self.engine}: {reason})"
+        self.conn, self.writable = open_sqlite(path)
+        if self.writable:
+            self.conn.executescript(SCHEMA)
+            with self._write("init"):
+                self._init_config()
+        elif not path.is_file():  # the empty stand-in of a workspace that cannot be written
+            self.conn.executescript(SCHEMA)
+            self._init_config()
+        self.location = f"{path} ({self.engine}: {reason}{'' if self.writable else '; read-only'})"
+
+    def _init_config(self) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('issue_prefix', ?)", (self.prefix,))
+        self.conn.execute("INSERT OR IGNORE INTO config(key, value) VALUES ('status.custom', 'review:wip')")
 
     # -- writes -------------------------------------------------------------------------
 
     @contextmanager
     def _write(self, message: str):
         """One transaction per logical write, committed in Dolt style when doltlite is in use."""
+        if not self.writable:
+            raise not_writable(self.path.parent)
         try:
             yield
             self.conn.commit()
