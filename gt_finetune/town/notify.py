@@ -20,15 +20,19 @@ How much mail, and to whom, is the operator's choice in `<home>/config.toml`:
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..beads.embedded import now_iso
+from ..errors import InputError
+from ..workspace import shown
 from . import retry
 from .discover import Town
 
@@ -78,17 +82,39 @@ class Recipients:
 
 
 def append_locked(path: Path, line: str) -> None:
-    """Append one line under an exclusive flock on `<path>.lock`, as gt's events.Log does."""
+    """Append one line under an exclusive flock on `<path>.lock`, as gt's events.Log does.
+
+    Any agent can write in a town: a feed file that is a symlink (to the operator's `~/.bashrc`)
+    or a FIFO (which would block the job) is refused, never written through.
+
+    Raises:
+        InputError: the feed file or its lock is not a regular file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
+    with _open_append(Path(f"{path}.lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            with _open_append(path) as f:
+                f.write((line + "\n").encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _open_append(path: Path):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO nobody reads
+            raise InputError(f"{shown(path)} is not a regular file: refusing to append to it",
+                             hint="remove it; gt-finetune and gt create it again") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{shown(path)} is not a regular file: refusing to append to it",
+                         hint="remove it; gt-finetune and gt create it again")
+    return os.fdopen(fd, "ab")
 
 
 class Notifier:
@@ -111,7 +137,7 @@ class Notifier:
     def event(self, event_type: str, payload: dict) -> None:
         line = {"ts": now_iso(), "source": SOURCE, "type": event_type, "actor": self.actor,
                 "payload": payload, "visibility": "feed"}
-        append_locked(self.events_path, json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        _append_or_warn(self.events_path, json.dumps(line, separators=(",", ":"), ensure_ascii=False))
 
     def transition(self, bead_id: str, run: str, state: str, body: str) -> None:
         """`FT_<STATE>: <ft-id> <run>` to that state's recipients; on review, reviewers get
@@ -146,7 +172,7 @@ class Notifier:
                        "body": body, "timestamp": now_iso(), "read": False, "priority": 2,
                        "type": "notification", "delivery": "pending", "thread_id": "", "reply_to": "",
                        "pinned": False}
-            append_locked(self.mail_path, json.dumps(message, ensure_ascii=False))
+            _append_or_warn(self.mail_path, json.dumps(message, ensure_ascii=False))
             return
         argv = [self.gt, "mail", "send", to, "-s", subject, "--stdin"]
         policy = retry.RetryPolicy.from_env("gt", timeout=60)
@@ -161,6 +187,13 @@ class Notifier:
         elif proc.returncode != 0:
             _warn(f"mail `{subject}` to `{to}` was not sent: `gt mail send` exited {proc.returncode}: "
                   f"{proc.stderr.strip()[-200:]}")
+
+
+def _append_or_warn(path: Path, line: str) -> None:
+    try:
+        append_locked(path, line)
+    except InputError as exc:
+        _warn(f"{exc.message}; the line was not written")
 
 
 def _warn(message: str) -> None:
