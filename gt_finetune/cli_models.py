@@ -6,6 +6,7 @@ module last, which adds these commands to its group.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -136,8 +137,10 @@ def models_archive(model, reason, home, town):
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only, unless "
               "--allow-remote).")
-@click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--name", help="Model name clients ask for (default: the model id).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="TCP port (0: any free one); bound before the model loads.")
+@click.option("--name", help="Model name clients ask for (default: the model id; its job id, the reference given "
+              "and a deployed alias work too).")
 @click.option("--allow-remote", is_flag=True, help="Listen on a non-loopback address: the endpoint has no "
               "authentication and runs any prompt it is sent.")
 @common
@@ -145,7 +148,8 @@ def serve_command(model, host, port, name, allow_remote, home, town):
     """An OpenAI-compatible endpoint (/v1/chat/completions, streaming or not; /v1/models) for a model.
 
     MODEL is a registered model or job (its export's merged weights when exported, else its
-    training run), or a model folder. Stops at the trained end-of-turn token. Prints the URL;
+    training run), or a model folder. Clients may name it by its id, job id, the MODEL given here
+    or the alias it is deployed as. Stops at the trained end-of-turn token. Prints the URL;
     Ctrl-C stops it. The same export can be served by vLLM or llama.cpp: the commands are printed.
 
     \b
@@ -155,20 +159,23 @@ def serve_command(model, host, port, name, allow_remote, home, town):
     """
     from .deploy.serve import other_runtimes, serve
 
-    folder, model_id = _served_folder(model, home, town)
-    click.echo(other_runtimes(folder, name=name or model_id), err=True)
-    serve(folder, host=host, port=port, name=name or model_id, allow_remote=allow_remote)
+    folder, names = _served_folder(model, home, town)
+    names = (name or names[0], *names)
+    click.echo(other_runtimes(folder, name=names[0]), err=True)
+    serve(folder, host=host, port=port, name=names[0], aliases=tuple(dict.fromkeys(names[1:])),
+          allow_remote=allow_remote)
 
 
-def _served_folder(model: str, home, town):
-    """The folder to serve for a model reference, and the name to serve it under."""
+def _served_folder(model: str, home, town) -> tuple[Path, tuple[str, ...]]:
+    """The folder to serve for a model reference, and the names clients may use for it, the id first:
+    the id, its job id, the reference as given (a prefix) and the alias it is deployed as."""
     from .lineage import find_model
 
     path = Path(model).expanduser()
     if path.is_dir():
-        return path, path.name
+        return path, (path.name,)
     m = find_model(session_for(home, town).home, model)
-    return Path(m.export_dir or m.train_dir), m.id
+    return Path(m.export_dir or m.train_dir), (m.id, m.job_id, model, *([m.alias] if m.state == "deployed" else []))
 
 
 @cli.command()
@@ -180,7 +187,7 @@ def _served_folder(model: str, home, town):
               help="Where `gt-finetune serve` (or vLLM / llama.cpp) answers for the model.")
 @click.option("--agent-cli", type=click.Choice(["goose", "opencode"]), default="goose", show_default=True,
               help="The OpenAI-compatible agent CLI gt starts for the alias.")
-@click.option("--settings", "settings_path", type=click.Path(dir_okay=False),
+@click.option("--settings", "settings_path", type=click.Path(),  # a folder here is refused in one line, exit 1
               help="Settings file to edit (default: <town>/settings/config.json).")
 @click.option("--dry-run", is_flag=True, help="Show the change and write nothing.")
 @click.option("--force", is_flag=True, help="Deploy a model that review has not approved (recorded).")
@@ -198,7 +205,7 @@ def deploy(model, roles, alias, endpoint, agent_cli, settings_path, dry_run, for
       gt-finetune deploy ft-a3k9 --roles dog,witness
       gt-finetune serve ft-a3k9 --port 8000      # the endpoint the alias talks to
     """
-    from .deploy import apply_deploy, plan_deploy
+    from .deploy import apply_deploy, plan_deploy, settings_lock
     from .lineage import find_model
     from .registry import Registry
 
@@ -210,18 +217,20 @@ def deploy(model, roles, alias, endpoint, agent_cli, settings_path, dry_run, for
     settings = _settings_file(settings_path, session)
     chosen = tuple(r.strip() for r in roles.split(",") if r.strip())
     record_dir = session.home / "deployments"
-    plan = plan_deploy(settings, alias=alias, model_name=m.id, endpoint=endpoint, roles=chosen, agent_cli=agent_cli,
-                       record_dir=record_dir)
-    click.echo(plan.diff or f"{settings}: already as planned", err=dry_run)
-    for note in plan.notes:
-        click.echo(f"note: {note}", err=True)
-    if dry_run:
-        return
-    record = apply_deploy(plan, record_dir=record_dir)
-    registry = Registry(session.home)
-    if m.state not in ("approved", "deployed", "superseded"):
-        registry.record("deploy-forced", m.id, {"state": m.state})
-    registry.deployed(m.id, alias=alias, deployment=record.id)
+    # Another deploy or rollback (from any workspace) waits until this one has read, written and registered.
+    with nullcontext(()) if dry_run else settings_lock(settings) as made:
+        plan = plan_deploy(settings, alias=alias, model_name=m.id, endpoint=endpoint, roles=chosen,
+                           agent_cli=agent_cli, record_dir=record_dir)
+        click.echo(plan.diff or f"{settings}: already as planned", err=dry_run)
+        for note in plan.notes:
+            click.echo(f"note: {note}", err=True)
+        if dry_run:
+            return
+        record = apply_deploy(plan, record_dir=record_dir, made=made)
+        registry = Registry(session.home)
+        if m.state not in ("approved", "deployed", "superseded"):
+            registry.record("deploy-forced", m.id, {"state": m.state})
+        registry.deployed(m.id, alias=alias, deployment=record.id)
     click.echo(f"deployed {m.id} as `{alias}`" + (f" for {', '.join(chosen)}" if chosen else "")
                + f"; start its endpoint with `gt-finetune serve {m.id} --port {_port(endpoint)}`; "
                f"undo with `gt-finetune rollback {record.id}`", err=True)
@@ -243,7 +252,7 @@ def rollback(deployment, dry_run, home, town):
       gt-finetune rollback
       gt-finetune rollback 7dc07605ee15 --dry-run
     """
-    from .deploy import load_deployment, previous_deployment, rollback as undo
+    from .deploy import load_deployment, previous_deployment, rollback as undo, settings_lock
     from .registry import Registry
     from .workspace import safe_name
 
@@ -260,12 +269,13 @@ def rollback(deployment, dry_run, home, town):
         record = previous_deployment(record_dir)
         if record is None:
             raise InputError("nothing to roll back: no live deployment", hint="`gt-finetune models list`")
-    result = undo(record, dry_run=dry_run)
+    with nullcontext() if dry_run else settings_lock(record.settings):  # as deploy: read, write, register at once
+        result = undo(record, dry_run=dry_run)
+        back = [] if dry_run else Registry(session.home).rolled_back(record.id)
     click.echo(result.diff or f"{result.settings}: nothing to change", err=dry_run)
     for note in [*result.notes, *(f"kept: {k}" for k in result.kept)]:
         click.echo(f"note: {note}", err=True)
     if not dry_run:
-        back = Registry(session.home).rolled_back(record.id)
         click.echo(f"rolled back {record.id} ({result.mode})"
                    + (f"; {', '.join(f'{m.id} is {m.state}' for m in back)}" if back else ""), err=True)
         click.echo(record.id)
@@ -295,11 +305,12 @@ def _port(endpoint: str) -> int:
 def export_command(model, formats, gguf_types, home, town):
     """Merge the adapter into the base and write safetensors, GGUF and a model card, with parity checks.
 
-    The merged model, each GGUF read back (tensor by tensor) and loaded by transformers must
-    decode the same greedy tokens as the trained model, stop at the trained end-of-turn token and
-    carry the same chat template; any mismatch fails the export, naming the first differing
-    token (q8_0's agreement is reported: quantisation changes logits by design). Prints the
-    parity result; the export folder is the last line.
+    The merged model and each GGUF, read back (tensor by tensor) and loaded by transformers, must
+    stop at the trained end-of-turn token and carry the same chat template. The merged model must
+    decode the same greedy tokens as the trained model; a GGUF (f16 and q8_0 round every weight)
+    must keep each next-token logit within its format's bound, picking another token only at a
+    near-tie, and its first differing token is reported. A failure names the prompt and the
+    token. Prints the parity result; the export folder is the last line.
 
     \b
     Examples:

@@ -12,6 +12,7 @@ from gt_finetune.deploy.agents import (
     previous_deployment,
     rollback,
 )
+from gt_finetune.deploy.jsonfile import settings_lock
 
 __all__ = ["AGENT_CLIS", "ROLES", "DeployPlan", "DeployRecord", "RollbackResult", "apply_deploy",
-           "list_deployments", "load_deployment", "plan_deploy", "previous_deployment", "rollback"]
+           "list_deployments", "load_deployment", "plan_deploy", "previous_deployment", "rollback", "settings_lock"]

@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gt_finetune.deploy.jsonfile import (DEFAULT_STYLE, atomic_write, detect_style, read_bytes,
-                                        sha256_of, unified_diff, write_target)
+from gt_finetune.deploy.jsonfile import (DEFAULT_STYLE, MAX_DEPTH, atomic_write, detect_style, json_depth,
+                                        read_bytes, sha256_of, unified_diff, write_target)
 from gt_finetune.errors import InputError
 from gt_finetune.workspace import content_id, short_id, write_json
 
@@ -145,6 +145,12 @@ def _parse(data: bytes, path: Path) -> dict:
                          hint=f"save `{path}` as UTF-8, then run the command again; nothing was changed") from None
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicates)
+        if json_depth(obj) > MAX_DEPTH:
+            raise RecursionError
+    except RecursionError:
+        raise InputError(f"`{path}` nests JSON more than {MAX_DEPTH} levels deep; gt settings are a few levels deep",
+                         hint=f"fix `{path}` (or restore it from a backup), then run the command again; "
+                              "nothing was changed") from None
     except json.JSONDecodeError as e:
         raise InputError(f"`{path}`:{e.lineno}:{e.colno}: not valid JSON ({e.msg})",
                          hint=f"fix line {e.lineno} of `{path}` (`python -m json.tool {path}` points at the same "
@@ -174,9 +180,9 @@ def _settings_type(settings: Path) -> tuple[str, str | None]:
     if (root / "mayor" / "town.json").is_file():
         return "town-settings", None
     try:
-        if json.loads((root / "config.json").read_text(encoding="utf-8")).get("type") == "rig":
+        if json.loads(read_bytes(root / "config.json") or b"{}").get("type") == "rig":
             return "rig-settings", None
-    except (OSError, ValueError, AttributeError):
+    except (InputError, ValueError, AttributeError, RecursionError):
         pass
     return "town-settings", (f"`{root}` has neither `mayor/town.json` nor a rig `config.json`; "
                              "the new file says `\"type\": \"town-settings\"`")
@@ -369,10 +375,12 @@ def _check_only_ours(before: dict, after: dict, alias: str, roles: Sequence[str]
         raise RuntimeError("bug: the deploy changed settings keys other than its own")  # never expected
 
 
-def apply_deploy(plan: DeployPlan, *, record_dir: Path) -> DeployRecord:
+def apply_deploy(plan: DeployPlan, *, record_dir: Path, made: Sequence[Path] = ()) -> DeployRecord:
     """Write the planned settings atomically and record how to undo it in `record_dir/<id>.json`.
 
-    The record is written first, so a deployment is never left unrecorded.
+    The record is written first, so a deployment is never left unrecorded. Where others may deploy
+    into the same file, plan and apply inside `settings_lock(plan.settings)` and pass the folders it
+    made as `made` (rollback removes them with the file).
 
     Raises:
         InputError: the settings file changed after the plan was made (nothing is written).
@@ -385,7 +393,7 @@ def apply_deploy(plan: DeployPlan, *, record_dir: Path) -> DeployRecord:
                               "nothing was written")
     before = _parse(plan.original, plan.settings) if plan.original is not None else {}
     agents, role_agents = before.get("agents", {}), before.get("role_agents", {})
-    created_dirs = []
+    created_dirs = list(made)
     for parent in target.parents:
         if parent.exists():
             break

@@ -1,17 +1,23 @@
 """A JSON file rewritten the way it was written: the `json.dumps` style that reproduces it byte
-for byte, an atomic replace that keeps its permissions (and writes through a symlink), and a diff
-to show first. Settings files belong to their operator; a change must look like a hand edit."""
+for byte, an atomic replace that keeps its permissions (and writes through a symlink), a lock for
+its read-check-write, and a diff to show first. Settings files belong to their operator; a change
+must look like a hand edit."""
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
 import itertools
 import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from gt_finetune.errors import InputError
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -76,6 +82,20 @@ def detect_style(text: str, obj) -> JsonStyle | None:
     return None
 
 
+MAX_DEPTH = 64  # JSON nesting we read: settings and chat requests are a few levels; far more would exhaust the stack
+
+
+def json_depth(obj) -> int:
+    """How deep a parsed JSON value nests (a scalar is 1), counted without recursion."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def unified_diff(before: bytes | None, after: bytes | None, path: Path) -> str:
     a = (before or b"").decode("utf-8", "replace").splitlines(keepends=True)
     b = (after or b"").decode("utf-8", "replace").splitlines(keepends=True)
@@ -87,15 +107,88 @@ def unified_diff(before: bytes | None, after: bytes | None, path: Path) -> str:
 
 
 def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none.
+
+    Raises:
+        InputError: `path` is not a readable regular file (a directory, a FIFO, which would block
+            the read forever, a device, a symlink loop, no permission).
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise _unusable(path, e.strerror or str(e)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _unusable(path, "not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def write_target(settings: Path) -> Path:
-    """The file to replace: a symlinked settings file is written through, never replaced by a copy."""
-    return settings.resolve() if settings.is_symlink() else settings
+    """The file to replace: a symlinked settings file is written through, never replaced by a copy.
+
+    Raises:
+        InputError: `settings` is a symlink loop.
+    """
+    if not settings.is_symlink():
+        return settings
+    try:
+        return settings.resolve()
+    except (OSError, RuntimeError) as e:  # Python 3.11 says RuntimeError("Symlink loop …"), later ones OSError
+        raise _unusable(settings, f"a symlink that never reaches a file ({e})") from None
+
+
+def _unusable(path: Path, why: str) -> InputError:
+    return InputError(f"`{path}` cannot be used as a settings file: {why}",
+                      hint=f"point `{path}` at a JSON settings file (or remove it), then run the command again; "
+                           "nothing was changed")
+
+
+@contextmanager
+def settings_lock(settings: Path) -> Iterator[tuple[Path, ...]]:
+    """Hold an exclusive lock for a read-check-write of `settings`; yields the folders it had to make.
+
+    The lock is the folder that holds the file (flock on the folder itself), not a file in a
+    workspace: two workspaces deploying into one town's settings exclude each other too, and no
+    lock file is left among the operator's files. Folders made for it are removed again on the way
+    out while still empty (the deploy failed), deepest first.
+
+    Raises:
+        InputError: the folder cannot be made or opened.
+    """
+    folder = write_target(Path(settings).absolute()).parent
+    while True:
+        made = []
+        try:
+            for parent in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+                try:
+                    parent.mkdir()
+                    made.insert(0, parent)
+                except FileExistsError:  # another deploy made it a moment ago
+                    pass
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise InputError(f"cannot lock `{folder}` to write `{Path(settings).name}` there: {e.strerror or e}",
+                             hint=f"check that `{folder}` is a folder you may write, or pass another `--settings`"
+                             ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(folder)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the folder was removed (and maybe made again) while we waited: lock the one there now
+    try:
+        yield tuple(made)
+    finally:
+        for parent in made:
+            try:
+                parent.rmdir()
+            except OSError:  # holds the settings now, or someone else's files
+                break
+        os.close(fd)
 
 
 # --- writing ------------------------------------------------------------------------------------

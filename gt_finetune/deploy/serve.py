@@ -31,11 +31,20 @@ assistant with `tool_calls`, tool; content a string or text parts), `tools` (han
 template), `max_tokens`/`max_completion_tokens`, `temperature` (0 or absent: greedy), `top_p`,
 `stop` (a string or up to 4, cut from the text), `stream` (server-sent events ending `data: [DONE]`)
 and `stream_options.include_usage`. Tool calls come back as the model wrote them, in `content`.
+
+Who may call: it has no authentication and runs any prompt, so unless `--allow-remote` it answers
+only requests whose `Host` (and `Origin`, when sent) names this machine — a web page cannot drive it
+from the browser, nor read it through DNS rebinding — and reads only `application/json` bodies,
+which a page cannot send cross-site without a preflight this server never grants. Each connection
+has `request_timeout` seconds to deliver its request, and at most `max_connections` are handled at
+once; more get a 503 at once, and a burst waits in a listen backlog of 128.
 """
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
+import re
 import shlex
 import sys
 import threading
@@ -49,11 +58,17 @@ from pathlib import Path
 from ..dataset.template import ChatTemplate
 from ..device import pick_device
 from ..errors import InputError
+from .jsonfile import MAX_DEPTH, json_depth
 
 MAX_BODY = 4 * 1024 * 1024  # bytes; a long agent transcript is well under 1 MB
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 MAX_STOP = 4  # as OpenAI
 VLLM_LORA_RANKS = (16, 32, 64, 128, 256, 320, 512)  # `--max-lora-rank` takes one of these; 16 is the default
+REQUEST_TIMEOUT = 30.0  # seconds a connection has to send its whole request (a slowloris socket is dropped)
+MAX_CONNECTIONS = 64  # handled at once; generation is one at a time anyway, the rest wait or are told to retry
+# `Host` / the authority of `Origin`: a name or an IP literal, and an optional port; nothing else (no `user@`)
+_AUTHORITY = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:@/\s]+))(?::\d{1,5})?")
+_ORIGIN = re.compile(r"https?://(?P<authority>[^/]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +80,23 @@ class Served:
     stop_ids: tuple[int, ...]  # generation ends at any of these; none of them is ever shown
     context: int  # positions the model has: prompt + answer must fit
     created: int  # unix time the folder was written, for /v1/models
+    aliases: tuple[str, ...] = ()  # other names clients may send: the job id, the deployed alias
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.name, *self.aliases)))
 
-def load_for_serving(model_dir: Path, *, name: str) -> Served:
+
+def load_for_serving(model_dir: Path, *, name: str, aliases: tuple[str, ...] = ()) -> Served:
     """Load merged weights, or a training run's adapter merged into its base, for generation.
 
     Args:
         model_dir: a model folder (`config.json` + safetensors + tokenizer with a chat template), an
             export folder (its `merged/`), or a training run folder (`adapter/` or `model/` +
             `manifest.json` naming the base).
-        name: the model id clients must send (`"model": name`).
+        name: the model id clients send (`"model": name`).
+        aliases: more names clients may send for it (a job id, a deployed alias); `/v1/models` lists all.
 
     Raises:
         InputError: the folder is missing or neither kind, the run's base is gone, or the tokenizer
@@ -91,13 +112,13 @@ def load_for_serving(model_dir: Path, *, name: str) -> Served:
     dtype, why = (torch.float32, "half precision is slow or missing on CPUs") if device == "cpu" else \
         ("auto", "the checkpoint's own dtype")
     print(f"  dtype: {dtype} ({why})", file=sys.stderr)
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, local_files_only=True)
     eos = model.generation_config.eos_token_id
     if adapter is not None:
         from peft import PeftModel
 
         print(f"  adapter: {adapter} merged into {weights} for serving", file=sys.stderr)
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = PeftModel.from_pretrained(model, adapter, local_files_only=True).merge_and_unload()
     model = model.to(device).eval()
     tokenizer = template.tokenizer
     stop = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, template.end_of_turn} - {None}
@@ -105,41 +126,106 @@ def load_for_serving(model_dir: Path, *, name: str) -> Served:
           file=sys.stderr)
     context = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
     return Served(name=name, model=model, template=template, stop_ids=tuple(sorted(stop)), context=int(context),
-                  created=int(model_dir.stat().st_mtime))
+                  created=int(model_dir.stat().st_mtime), aliases=tuple(aliases))
 
 
-def make_server(served: Served, *, host: str = "127.0.0.1", port: int = 0,
-                allow_remote: bool = False) -> ThreadingHTTPServer:
-    """A bound (not yet serving) HTTP server for `served`; `port=0` takes any free port.
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` of them; the rest get a 503 at once."""
+
+    request_queue_size = 128  # the listen backlog (socketserver's 5 resets a burst of clients)
+    block_on_close = False  # closing the server does not wait for clients that never finish
+
+    def __init__(self, address, served: Served | None, *, allow_remote: bool, request_timeout: float,
+                 max_connections: int):
+        super().__init__(address, _Handler, bind_and_activate=False)
+        self.served, self.allow_remote, self.request_timeout = served, allow_remote, request_timeout
+        self.max_connections, self.slots = max_connections, threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self._busy(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _busy(self, request) -> None:
+        """Answer 503 without reading the request, from the accepting thread (the answer fits any socket buffer)."""
+        body = json.dumps(_Refused(503, f"the server is busy: {self.max_connections} connections are open; "
+                                        "retry in a moment", kind="server_error").body()).encode()
+        head = (f"{_Handler.protocol_version} 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode()
+        try:
+            request.settimeout(1)
+            request.sendall(head + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+
+def make_server(served: Served | None, *, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False,
+                request_timeout: float = REQUEST_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> _Server:
+    """A listening (not yet serving) HTTP server for `served`; `port=0` takes any free port.
+
+    Args:
+        served: the model; None only binds (a bad or taken port fails before a long model load, and
+            nobody can connect yet): set `server.served`, then `server.server_activate()` listens.
+        allow_remote: listen beyond loopback, and answer any `Host` and `Origin`.
+        request_timeout: seconds a connection has to send a whole request (and an idle one stays open).
+        max_connections: connections handled at once; one more gets a 503 straight away.
 
     Raises:
-        InputError: `host` is not a loopback address and `allow_remote` is false, or the port is taken.
+        InputError: `host` is not a loopback address and `allow_remote` is false, the port is not
+            0-65535, or it cannot be bound (taken, not allowed).
     """
     _check_host(host, allow_remote=allow_remote)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port {port!r} is not a TCP port (0-65535)",
+                         hint="pass 1-65535 (or 0 for any free port), e.g. `--port 8000`")
     try:
-        server = ThreadingHTTPServer((host, port), _Handler)
+        server = _Server((host, port), served, allow_remote=allow_remote, request_timeout=request_timeout,
+                         max_connections=max_connections)
+    except OSError as e:  # the socket itself (a bad address family)
+        raise _cannot_listen(host, port, e) from e
+    try:
+        server.server_bind()
+        if served is not None:
+            server.server_activate()
     except OSError as e:
-        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                         hint=f"pick another port, e.g. `--port {port + 1 if port else 8001}`") from e
-    server.daemon_threads = True
-    server.served = served
+        server.server_close()
+        raise _cannot_listen(host, port, e) from e
     return server
 
 
-def serve(model_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, name: str,
+def _cannot_listen(host: str, port: int, e: OSError) -> InputError:
+    return InputError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                      hint=f"pick another port, e.g. `--port {port + 1 if port else 8001}`")
+
+
+def serve(model_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, name: str, aliases: tuple[str, ...] = (),
           allow_remote: bool = False) -> None:
-    """Load `model_dir`, print the base URL on stdout and serve until Ctrl-C.
+    """Bind, load `model_dir`, print the base URL on stdout and serve until Ctrl-C.
 
     Raises:
-        InputError: as `load_for_serving` and `make_server`.
+        InputError: as `make_server` (checked before the model load, which takes a while) and `load_for_serving`.
     """
-    _check_host(host, allow_remote=allow_remote)  # before the model load, which takes a while
-    served = load_for_serving(model_dir, name=name)
-    server = make_server(served, host=host, port=port, allow_remote=allow_remote)
-    url = f"http://{host}:{server.server_address[1]}/v1"
-    print(f"serving `{name}` from {model_dir} at {url} (OpenAI Chat Completions; Ctrl-C stops)", file=sys.stderr)
-    print(url, flush=True)
+    server = make_server(None, host=host, port=port, allow_remote=allow_remote)
     try:
+        server.served = load_for_serving(model_dir, name=name, aliases=aliases)
+        server.server_activate()
+        url = f"http://{host}:{server.server_address[1]}/v1"
+        print(f"serving `{name}` from {model_dir} at {url} (OpenAI Chat Completions; Ctrl-C stops)"
+              + (f"; also answers to {', '.join(f'`{a}`' for a in server.served.names[1:])}"
+                 if server.served.names[1:] else ""), file=sys.stderr)
+        print(url, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
@@ -216,14 +302,24 @@ def _is_model(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
-def _check_host(host: str, *, allow_remote: bool) -> None:
-    if allow_remote or host == "localhost":
-        return
+def _loopback(host: str) -> bool:
+    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
+        return False
+
+
+def _local_authority(authority: str) -> bool:
+    """A `Host` header (or an `Origin`'s authority) that names this machine: `127.0.0.1:8000`, `[::1]`, `localhost`."""
+    m = _AUTHORITY.fullmatch(authority)
+    return bool(m) and _loopback(m["ip6"] or m["host"])
+
+
+def _check_host(host: str, *, allow_remote: bool) -> None:
+    if not (allow_remote or _loopback(host)):
         raise InputError(f"refusing to listen on `{host}`: the endpoint has no authentication and runs any prompt "
                          "sent to it, so it listens on this machine only",
                          hint="keep `--host 127.0.0.1` and tunnel from elsewhere (`ssh -L 8000:127.0.0.1:8000 "
@@ -247,6 +343,7 @@ class _Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Request:
+    model: str  # the name the client used, echoed in the answer
     messages: list
     tools: list | None
     max_tokens: int | None
@@ -258,65 +355,96 @@ class _Request:
 
 
 def _parse(body: bytes, served: Served) -> _Request:
-    """The request's generation settings, or `_Refused` saying which field is wrong."""
+    """The request's generation settings, or `_Refused` saying which field is wrong (never a crash:
+    every field is checked for its type before it is used)."""
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _Refused(400, f"the request body is not valid JSON ({e})") from None
+    except (UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer past 4300 digits
+        raise _Refused(400, f"the request body is not valid JSON ({str(e)[:200]})") from None
+    except RecursionError:
+        doc = None
+    if doc is None or json_depth(doc) > MAX_DEPTH:
+        raise _Refused(400, f"the request body nests JSON more than {MAX_DEPTH} levels deep")
     if not isinstance(doc, dict):
         raise _Refused(400, "the request body must be a JSON object")
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise _Refused(400, "you must provide a model parameter", param="model")
-    if model != served.name:
-        raise _Refused(404, f"The model `{model}` does not exist; this server serves `{served.name}`",
-                       param="model", code="model_not_found")
+    if model not in served.names:
+        raise _Refused(404, f"The model `{model[:100]}` does not exist; this server serves "
+                            + ", ".join(f"`{n}`" for n in served.names), param="model", code="model_not_found")
     messages = doc.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _Refused(400, "`messages` must be a non-empty array", param="messages")
     messages = [_message(m, i) for i, m in enumerate(messages)]
     tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise _Refused(400, "`tools` must be an array", param="tools")
-    if doc.get("n", 1) != 1:
+    if tools is not None and not (isinstance(tools, list)
+                                  and all(_function(t) and t.get("type", "function") == "function" for t in tools)):
+        raise _Refused(400, '`tools` must be an array of `{"type": "function", "function": {"name": …}}`',
+                       param="tools")
+    n = doc.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise _Refused(400, "only `n: 1` is supported", param="n")
-    if doc.get("logprobs"):
+    if doc.get("logprobs") not in (None, False):
         raise _Refused(400, "`logprobs` is not supported", param="logprobs")
-    if (doc.get("response_format") or {}).get("type", "text") != "text":
-        raise _Refused(400, "only `response_format: {\"type\": \"text\"}` is supported", param="response_format")
-    key = "max_completion_tokens" if doc.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = doc.get(key)
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise _Refused(400, f"`{key}` must be a positive integer, not {max_tokens!r}", param=key)
+    response_format = doc.get("response_format")
+    if response_format is not None and not (isinstance(response_format, dict)
+                                            and response_format.get("type", "text") == "text"):
+        raise _Refused(400, 'only `response_format: {"type": "text"}` is supported', param="response_format")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise _Refused(400, f"`{key}` must be a positive integer, not {json.dumps(value)[:100]}", param=key)
+    max_tokens = doc.get("max_completion_tokens") or doc.get("max_tokens")
     temperature = _number(doc, "temperature", 0.0, 0.0, 2.0)
     top_p = _number(doc, "top_p", None, 0.0, 1.0)
     if top_p == 0.0:
         raise _Refused(400, "`top_p` must be above 0", param="top_p")
     stop = doc.get("stop")
-    stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    if len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+    stop = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop) if isinstance(stop, list) else None
+    if stop is None or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
         raise _Refused(400, f"`stop` must be a string or an array of at most {MAX_STOP} non-empty strings",
                        param="stop")
-    options = doc.get("stream_options") or {}
-    return _Request(messages=messages, tools=tools, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                    stop=stop, stream=bool(doc.get("stream")), include_usage=bool(options.get("include_usage")))
+    stream = doc.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _Refused(400, "`stream` must be true or false", param="stream")
+    options = doc.get("stream_options")
+    if options is not None and not (isinstance(options, dict) and options.get("include_usage") in (None, True, False)):
+        raise _Refused(400, '`stream_options` must be an object like `{"include_usage": true}`', param="stream_options")
+    return _Request(model=model, messages=messages, tools=tools, max_tokens=max_tokens, temperature=temperature,
+                    top_p=top_p, stop=stop, stream=bool(stream),
+                    include_usage=bool((options or {}).get("include_usage")))
 
 
 def _message(m, i: int) -> dict:
     """One message as chat templates expect it: string content, `developer` read as `system`."""
-    if not isinstance(m, dict) or m.get("role") not in ROLES:
-        raise _Refused(400, f"messages[{i}] must be an object whose `role` is one of {', '.join(sorted(ROLES))}",
-                       param=f"messages[{i}]")
+    where = f"messages[{i}]"
+    if not isinstance(m, dict) or not isinstance(m.get("role"), str) or m["role"] not in ROLES:
+        raise _Refused(400, f"{where} must be an object whose `role` is one of {', '.join(sorted(ROLES))}", param=where)
     content = m.get("content")
     if isinstance(content, list):
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
-            raise _Refused(400, f"messages[{i}].content: only text parts are supported", param=f"messages[{i}].content")
+            raise _Refused(400, f"{where}.content: only text parts are supported", param=f"{where}.content")
         content = "\n".join(p["text"] for p in content)
     elif content is not None and not isinstance(content, str):
-        raise _Refused(400, f"messages[{i}].content must be a string or an array of text parts",
-                       param=f"messages[{i}].content")
+        raise _Refused(400, f"{where}.content must be a string or an array of text parts", param=f"{where}.content")
+    for key in ("name", "tool_call_id"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise _Refused(400, f"{where}.{key} must be a string", param=f"{where}.{key}")
+    calls = m.get("tool_calls")
+    if calls is not None and not (isinstance(calls, list) and all(
+            (f := _function(c)) is not None and isinstance(f.get("arguments"), (str, dict, type(None)))
+            for c in calls)):
+        raise _Refused(400, f'{where}.tool_calls must be an array of `{{"function": {{"name": …, "arguments": …}}}}`',
+                       param=f"{where}.tool_calls")
     role = "system" if m["role"] == "developer" else m["role"]
     return {**m, "role": role, "content": content or ""}
+
+
+def _function(item) -> dict | None:
+    """`item["function"]` when it is `{"name": str, …}`, the shape tools and tool calls share; else None."""
+    function = item.get("function") if isinstance(item, dict) else None
+    return function if isinstance(function, dict) and isinstance(function.get("name"), str) else None
 
 
 def _number(doc: dict, key: str, default, low: float, high: float):
@@ -414,11 +542,44 @@ def _prompt(served: Served, req: _Request) -> tuple[list[int], int]:
     return ids, req.max_tokens or room
 
 
+class _Deadline(io.RawIOBase):
+    """The socket as `rfile` reads it, with one deadline for the whole request rather than one per
+    read: a client trickling a byte at a time cannot hold its thread forever."""
+
+    def __init__(self, handler: "_Handler"):
+        super().__init__()
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        sock, timeout = self.handler.connection, self.handler.server.request_timeout
+        left = self.handler.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the request took over {timeout:g}s")
+        sock.settimeout(left)
+        try:
+            return sock.recv_into(buffer)
+        finally:
+            sock.settimeout(timeout)  # each write (a stream to a slow reader) gets the whole timeout
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Routes the three endpoints; every answer is JSON or server-sent events."""
 
     server_version = "gt-finetune-serve"
     allow = ""  # the method a 405 answer names
+
+    def setup(self):
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_Deadline(self))
+
+    def handle_one_request(self):
+        self.deadline = time.monotonic() + self.server.request_timeout  # idle keep-alive time counts too
+        super().handle_one_request()
 
     def do_GET(self):
         self._route("GET")
@@ -440,8 +601,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.status, self.wrote_headers, self.usage = 0, False, None
         served: Served = self.server.served
         path = self.path.split("?", 1)[0].rstrip("/")
-        allowed = {"/v1/models": "GET", f"/v1/models/{served.name}": "GET", "/v1/chat/completions": "POST"}
+        allowed = {"/v1/models": "GET", **{f"/v1/models/{n}": "GET" for n in served.names},
+                   "/v1/chat/completions": "POST"}
         try:
+            if not self.server.allow_remote:
+                self._check_caller()
             if path not in allowed:
                 raise _Refused(404, f"Invalid URL ({method} {path}): this server answers GET /v1/models and "
                                     "POST /v1/chat/completions")
@@ -451,11 +615,13 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/v1/chat/completions":
                 self._complete(served)
             elif path == "/v1/models":
-                self._json(200, {"object": "list", "data": [_model_card(served)]})
+                self._json(200, {"object": "list", "data": [_model_card(served, n) for n in served.names]})
             else:
-                self._json(200, _model_card(served))
+                self._json(200, _model_card(served, path.rsplit("/", 1)[1]))
         except _Refused as e:
             self._json(e.status, e.body())
+        except TimeoutError:  # the body did not arrive in time (writes that time out mean the client is gone)
+            self._json(408, _Refused(408, f"the request did not arrive within {self.server.request_timeout:g}s").body())
         except Exception:  # a bug: say so in OpenAI's shape, keep serving, put the traceback in the log
             traceback.print_exc(file=sys.stderr)
             if not self.wrote_headers:
@@ -464,7 +630,23 @@ class _Handler(BaseHTTPRequestHandler):
         tokens = f" prompt={self.usage[0]} completion={self.usage[1]}" if self.usage else ""
         print(f"serve: {method} {path} {self.status}{tokens} {time.monotonic() - started:.2f}s", file=sys.stderr)
 
+    def _check_caller(self) -> None:
+        """Refuse what only a web page elsewhere would send: another site's name in `Host` (DNS
+        rebinding: the page's own name resolving to 127.0.0.1) or in `Origin` (a cross-site request)."""
+        host = self.headers.get("Host")
+        if host is None or not _local_authority(host):
+            raise _Refused(403, f"`Host: {(host or '')[:100]}` does not name this machine; this server answers "
+                                "requests to 127.0.0.1, [::1] or localhost only (`--allow-remote` lifts this)")
+        origin = self.headers.get("Origin")
+        found = None if origin is None else _ORIGIN.fullmatch(origin)
+        if origin is not None and not (found and _local_authority(found["authority"])):
+            raise _Refused(403, f"`Origin: {origin[:100]}` is not this machine; requests from web pages elsewhere "
+                                "are refused (`--allow-remote` lifts this)")
+
     def _complete(self, served: Served) -> None:
+        if self.headers.get_content_type() != "application/json":  # lower-cased, parameters (charset) dropped
+            raise _Refused(415, "send the request as `Content-Type: application/json`, not "
+                                f"`{(self.headers.get('Content-Type') or 'nothing')[:100]}`")
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise _Refused(411, "send the body with a Content-Length header")
@@ -477,13 +659,13 @@ class _Handler(BaseHTTPRequestHandler):
             if not req.stream:
                 turn = _generate(served, prompt_ids, req, max_tokens=max_tokens)
                 self.usage = (len(prompt_ids), turn.count)
-                self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": served.name,
+                self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": req.model,
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.text},
                                               "logprobs": None, "finish_reason": turn.finish}],
                                  "usage": _usage(*self.usage)})
                 return
             self._start(200, "text/event-stream; charset=utf-8", None)
-            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served.name}
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model}
             if req.include_usage:
                 chunk["usage"] = None
 
@@ -511,15 +693,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {payload}\n\n".encode())
             self.wfile.flush()
             return True
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # gone, or not reading for `request_timeout` seconds
             return False
 
     def _json(self, status: int, doc: dict) -> None:
         body = json.dumps(doc, ensure_ascii=False).encode()
-        self._start(status, "application/json", len(body))
         try:
+            self._start(status, "application/json", len(body))
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             self.status = f"{status} client gone"
 
     def _start(self, status: int, content_type: str, length: int | None) -> None:
@@ -531,6 +713,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-cache")
         if status == 405:
             self.send_header("Allow", self.allow)
+        if status >= 400:  # a refused body may be unread: never parse it as the next request
+            self.send_header("Connection", "close")
         self.end_headers()
         self.status, self.wrote_headers = status, True
 
@@ -541,8 +725,8 @@ class _Handler(BaseHTTPRequestHandler):
         print(f"serve: {format % args}", file=sys.stderr)
 
 
-def _model_card(served: Served) -> dict:
-    return {"id": served.name, "object": "model", "created": served.created, "owned_by": "gt-finetune"}
+def _model_card(served: Served, name: str) -> dict:
+    return {"id": name, "object": "model", "created": served.created, "owned_by": "gt-finetune"}
 
 
 def _usage(prompt: int, completion: int) -> dict:
