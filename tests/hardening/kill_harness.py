@@ -17,6 +17,8 @@ Two ways to pick the moment:
   | `publish:<stage>`        | `<home>/<stage>/.X.partial` holds its manifest: just before the rename |
   | `publish:checkpoint:<n>` | the trainer's n-th checkpoint, just before its rename (the last one is aside) |
   | `moved:review`           | the job bead has just been moved to review                           |
+  | `inside:corpus`          | the harvest has yielded its first record                             |
+  | `inside:plan`            | the planner has started its measuring child (which dies with the job) |
 
 `hold:train:<n>` kills nothing: the trainer waits before step n until a pause or cancel request
 exists, so a test's request lands at the step it chose however fast the machine (not at a moment).
@@ -232,6 +234,8 @@ def install(point: str) -> None:
                     die()
             return replace(src, dst, *args, **kwargs)
         os.replace = hooked_replace
+    elif kind == "inside":
+        _die_inside(what)
     elif kind == "hold":
         if "gt_finetune.train.worker" in sys.orig_argv:  # only the trainer holds
             _hold_trainer(int(what.removeprefix("train:")))
@@ -248,6 +252,34 @@ def install(point: str) -> None:
         lifecycle.move = hooked_move
     else:
         raise ValueError(f"unknown kill point {point}")
+
+
+def _die_inside(stage: str) -> None:
+    """Die in the middle of a stage's own work, at a point the test names rather than a moment."""
+    if stage == "corpus":
+        from gt_finetune.corpus import harvest
+
+        for kind, read in list(harvest.SOURCES.items()):
+            def first_then_die(location, ctx, read=read):
+                for item in read(location, ctx):
+                    yield item
+                    die()
+            harvest.SOURCES[kind] = first_then_die
+    elif stage == "plan":
+        from gt_finetune.train import plan
+
+        class ChildThenDie:
+            """`subprocess` as the planner sees it: its first child starts, then the job dies."""
+
+            def __getattr__(self, name):
+                return getattr(subprocess, name)
+
+            def run(self, args, *, env=None, **_):
+                subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                die()
+        plan.subprocess = ChildThenDie()
+    else:
+        raise ValueError(f"no inside point for stage {stage}")
 
 
 def _hold_trainer(step: int, timeout_s: float = 120) -> None:

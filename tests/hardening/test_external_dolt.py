@@ -157,10 +157,11 @@ def test_dolt_stopping_mid_harvest_says_what_was_read_and_publishes_nothing_unti
 
 @pytest.mark.town
 def test_a_job_whose_harvest_loses_dolt_fails_with_that_message_and_resumes_once_it_is_back(
-        capsys, proxy, mysql, sample_db, isolated, tmp_path):
+        capsys, proxy, mysql, sample_db, isolated, tmp_path, monkeypatch):
     formula = tmp_path / "corpus-job.formula.toml"
     formula.write_text(CORPUS_JOB)
-    source = f"events:{SAMPLE_TOWN},beads_sql:{through(proxy, mysql, sample_db)}"
+    monkeypatch.setenv("GT_DOLT_PASSWORD", mysql.password)  # a job's vars are stored: no password in them
+    source = f"events:{SAMPLE_TOWN},beads_sql:{mysql.user}@127.0.0.1:{proxy.port}/{sample_db}"
     code = main(["run", str(formula), "--var", f"source={source}"])
     err = capsys.readouterr().err
     assert code == 3, err

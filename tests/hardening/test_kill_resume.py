@@ -19,7 +19,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +61,8 @@ class Case:
     rescan: bool = False  # the corpus forgets what it read, so its step harvests again (same corpus)
 
 
-def on_line(pattern: str, delay: float = 0.0) -> Callable[[Job], None]:
-    def wait(job: Job) -> None:
-        job.wait_for(pattern)
-        time.sleep(delay)
-    return wait
+def on_line(pattern: str) -> Callable[[Job], None]:
+    return lambda job: job.wait_for(pattern)
 
 
 def on_file(pattern: str) -> Callable[[Job], None]:
@@ -87,10 +83,10 @@ CASES = {
     **{f"after-{s}": Case(ALL, (Kill(f"{s} done", hook=f"after:{s}"),))
        for s in ("corpus", "dataset", "plan", "train", "eval")},
     # (b) inside each stage (and the priming job: training and eval)
-    "in-corpus": Case(ALL, (Kill("corpus running", at=on_line(r"^step corpus: ")),), rescan=True),  # harvesting
+    "in-corpus": Case(ALL, (Kill("corpus running", hook="inside:corpus"),), rescan=True),  # harvesting
     "in-dataset": Case(("cache", "corpus", "train", "eval"), (Kill("dataset running", hook="publish:dataset"),)),
     "in-plan": Case(("corpus", "dataset", "train", "eval"),  # the planner measures its process baseline (a child)
-                    (Kill("plan running", at=on_line(r"^step plan: ", delay=1.0)),)),
+                    (Kill("plan running", hook="inside:plan"),)),
     "in-plan-publish": Case(ALL, (Kill("plan running", hook="publish:plan"),)),
     "in-train-runner-only": Case(NOT_TRAIN, (  # the trainer outlives the runner, checkpoints and stops
         Kill("train running", at=on_file("train/*.work/checkpoint/manifest.json"), trainer=False),)),
