@@ -14,6 +14,7 @@ from pathlib import Path
 from .beads import lifecycle
 from .corpus import SAMPLE_TOWN, SOURCES, CorpusSpec, build_corpus, town_inputs
 from .corpus.harvest import health_of
+from .corpus.sources import beads_sql
 from .corpus.health import HealthConfig
 from .dataset import DatasetSpec, build_dataset
 from .device import pick_device
@@ -25,7 +26,7 @@ from .registry import Registry
 from .session import Session
 from .town import load_town
 from .train import LoraSpec, TrainProgress, TrainSpec, job_control, run_training, watchdog_for
-from .workspace import read_manifest
+from .workspace import read_manifest, shown
 
 
 CPU_BENCH_ITEMS = 5  # GT-Bench items per family scored on a CPU when `bench_items=auto`
@@ -76,8 +77,8 @@ def corpus_action(ctx: StepContext) -> StepOutput:
         inputs = town_inputs(SAMPLE_TOWN)
     elif source == "store":
         inputs = (("store", ""),)
-    elif ":" in source.split(",")[0] and source.split(":", 1)[0] in SOURCES:
-        inputs = tuple(tuple(part.strip().split(":", 1)) for part in source.split(",") if part.strip())
+    elif pairs := source_pairs(source):
+        inputs = pairs
     elif (Path(source).expanduser() / "mayor" / "town.json").is_file():
         inputs = town_inputs(Path(source).expanduser())
     else:
@@ -97,6 +98,61 @@ def corpus_action(ctx: StepContext) -> StepOutput:
     forced = f"; FORCED past the size gate: {too_small}" if too_small else ""
     return StepOutput(manifest.path, f"corpus {manifest.id}: {manifest.records} records ({manifest.source}; "
                                      f"{manifest.new_records} new), {manifest.rejected} lines rejected{forced}")
+
+
+def source_pairs(source: str) -> tuple[tuple[str, str], ...]:
+    """`kind:location,kind:location` as pairs; () when `source` does not start with a known kind.
+
+    A comma-part that does not start with a known `kind:` continues the location before it, so a
+    Dolt database list (`beads_sql:host:3307/hq,gt`) and a path with a comma stay whole."""
+    pairs: list[list[str]] = []
+    for part in source.split(","):
+        kind, colon, location = part.lstrip().partition(":")
+        if colon and kind in SOURCES:
+            pairs.append([kind, location])
+        elif pairs and part.strip():
+            pairs[-1][1] += "," + part
+        elif not pairs:
+            return ()
+    return tuple((kind, location.strip()) for kind, location in pairs)
+
+
+def refuse_inline_passwords(variables: dict) -> None:
+    """A job keeps its vars in its record and lists them in its bead: a Dolt password in one would
+    be stored in clear. Refused before either exists; the harvest reads GT_DOLT_PASSWORD instead.
+
+    Raises:
+        InputError: a var holds a `beads_sql` location with `user:password@`.
+    """
+    for name, value in variables.items():
+        for location, bare in _dolt_passwords(value):
+            masked = shown(beads_sql.public_location(location))
+            raise InputError(f"var `{name}` holds a Dolt password (`beads_sql:{masked}`): a job keeps its vars "
+                             "in its record and its bead, so it would be stored in clear",
+                             hint="put the password in GT_DOLT_PASSWORD (or the town's Dolt settings) and pass "
+                                  f"`user@host:port` (here `beads_sql:{shown(bare)}`)")
+
+
+def without_inline_passwords(variables: dict) -> dict:
+    """The vars with `user:password@` in `beads_sql` locations cut to `user@`: for job records
+    written before such vars were refused."""
+    clean = dict(variables)
+    for name, value in variables.items():
+        for location, bare in _dolt_passwords(value):
+            clean[name] = clean[name].replace(location, bare)
+    return clean
+
+
+def _dolt_passwords(value: object) -> list[tuple[str, str]]:
+    """(location, the location without its password) for each `beads_sql` location in a var that
+    holds `user:password@`; `user:@host` (an empty password, asked for on purpose) is no secret."""
+    found = []
+    for kind, location in source_pairs(value) if isinstance(value, str) else ():
+        credentials, address = beads_sql.split_credentials(location)
+        user, _, password = (credentials or "").partition(":")
+        if kind == "beads_sql" and password:
+            found.append((location, f"{user}@{address}"))
+    return found
 
 
 def dataset_action(ctx: StepContext) -> StepOutput:

@@ -25,7 +25,7 @@ from .formula import load_formula
 from .jobs import JobRecord
 from .lineage import lineage_of
 from .registry import Model, Registry
-from .runner import plan_job, prepare, run_job
+from .runner import forget_inline_passwords, plan_job, prepare, run_job
 from .session import Session
 from .workspace import read_manifest, write_json
 
@@ -83,6 +83,7 @@ def retrain(session: Session, *, config: RetrainConfig | None = None, dry_run: b
                            f"{config.cooldown_hours:g} h ([retrain] cooldown_hours)")
         return decision
     job = JobRecord.load(session.home, model.job_id)
+    forget_inline_passwords(session, job)
     formula = load_formula(Path(job.formula_path))
     decision.old_records = _records(lineage.corpus_dir)
     decision.new_records = _records(prepare(session, formula, job.vars, ("corpus",)).output_of("corpus"))

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import queue as machine
-from .actions import ACTIONS, StepContext, train_spec
+from .actions import ACTIONS, StepContext, refuse_inline_passwords, train_spec, without_inline_passwords
 from .beads import lifecycle
 from .beads.embedded import default_actor, now_iso
 from .errors import GTFinetuneError, InputError
@@ -63,6 +63,7 @@ def use_recipients(session: Session, variables: dict) -> None:
 
 
 def open_job(session: Session, formula: Formula, variables: dict, *, workflow_root: str = "") -> JobRecord:
+    refuse_inline_passwords(variables)
     use_recipients(session, variables)
     run = f"{formula.name}@{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     labels = [lifecycle.JOB_LABEL] + ([WORKFLOW_LABEL + workflow_root] if workflow_root else [])
@@ -123,6 +124,7 @@ def plan_job(session: Session, formula: Formula, variables: dict, *, calibrate: 
 def prepare(session: Session, formula: Formula, variables: dict, actions: tuple[str, ...]) -> JobRecord:
     """Run the formula's steps with these actions outside any job (no bead, no mail); the returned
     record points at their outputs."""
+    refuse_inline_passwords(variables)  # as a job would: `plan`, then `run` with the same vars
     steps = {s.finetune["action"]: s for s in formula.ordered_steps()}
     job = JobRecord(job_id="plan", formula=formula.name, formula_path=str(formula.path), run="plan",
                     vars=variables, created_at=now_iso())
@@ -137,6 +139,7 @@ def prepare(session: Session, formula: Formula, variables: dict, actions: tuple[
 
 def resume(session: Session, job_id: str, *, queue: bool = True) -> str:
     job = JobRecord.load(session.home, job_id)
+    forget_inline_passwords(session, job)
     state = lifecycle.state_of(session.store.show(job_id))
     unfinished = [s.action for s in job.steps.values() if s.state != DONE]
     # killed after the review step handed the job over (bead in review, eval bead open) but before
@@ -147,6 +150,19 @@ def resume(session: Session, job_id: str, *, queue: bool = True) -> str:
                          hint=f"see it with `gt-finetune status {job_id}`")
     run_steps(session, job, load_formula(Path(job.formula_path)), queue=queue)
     return job_id
+
+
+def forget_inline_passwords(session: Session, job: JobRecord) -> None:
+    """A record written before vars with a Dolt password were refused holds it in clear: rewrite it
+    without, and say where the harvest now reads the password from."""
+    clean = without_inline_passwords(job.vars)
+    if clean != job.vars:
+        job.vars = clean
+        job.save(session.home)
+        print(f"warning: job `{job.job_id}` kept a Dolt password in its vars; removed it from "
+              f"{job.path(session.home, job.job_id)}: a step that reads Dolt now takes the password from "
+              "GT_DOLT_PASSWORD (or the town's Dolt settings); the job bead's description may still show it",
+              file=sys.stderr)
 
 
 def run_steps(session: Session, job: JobRecord, formula: Formula, *, queue: bool = True) -> None:
@@ -278,6 +294,7 @@ def run_single_step(session: Session, step_id: str, *, job_id: str | None = None
     """`gt-finetune step <id> --job <ft-id>` or, under `gt formula run`, `--bead <step bead>`."""
     if job_id:
         job = JobRecord.load(session.home, job_id)
+        forget_inline_passwords(session, job)
         formula = load_formula(Path(job.formula_path))
     else:
         root, title = workflow_root_of(session, bead_id)

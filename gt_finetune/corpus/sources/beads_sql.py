@@ -6,17 +6,22 @@ so a bead gives the same record either way. A missing table or an unexpected col
 part with a clear rejection; a server that does not answer, or stops mid-read, fails the harvest
 with how far it got, so no corpus silently lacks the town's beads. Dolt history
 (`dolt_log`) is detected at run time; MariaDB and other servers simply lack it.
+
+Database names come from the server, so the town's agents choose them: every name is quoted with
+its backticks doubled, and every read runs in one `START TRANSACTION READ ONLY`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from ...errors import ExternalError
+from ...errors import ExternalError, InputError
 from ..records import Rejected, generated_by, make_record
 from .beads_rows import bead_record, role_of
 from .context import HarvestContext
@@ -25,35 +30,33 @@ SYSTEM_DATABASES = {"information_schema", "mysql", "performance_schema", "sys"}
 TABLES = ("issues", "labels", "comments", "events", "dependencies", "interactions",
           "wisps", "wisp_labels", "wisp_comments", "wisp_events", "wisp_dependencies")
 READ = ("issues", "labels", "comments", "wisps", "wisp_labels", "wisp_comments", "interactions")  # the ones selected
+DEFAULT_PORT = 3307
+CONNECT_TIMEOUT_S = 5  # the TCP connect
+ANSWER_TIMEOUT_S = 10  # greeting and login: a listener that accepts and stays silent is not a Dolt server
+READ_TIMEOUT_S = 300  # the next bytes of a query, once the server has answered (big tables, busy server)
+LOCATION_FORM = ("write it as `[user[:password]@]host[:port][/db,db]`, e.g. `root@127.0.0.1:3307/hq` (an IPv6 "
+                 "host in brackets: `[::1]:3307`); keep the password in `GT_DOLT_PASSWORD` rather than here")
 
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     """Every beads database on the server (or those named in `location`).
 
     Raises:
-        ExternalError: the server cannot be reached, or it went away mid-read (the error says how
-            far the read got; the harvest publishes nothing).
+        InputError: `location` (or `GT_DOLT_PORT`) does not read as a server address.
+        ExternalError: the server cannot be reached or does not answer, or it went away mid-read
+            (the error says how far the read got; the harvest publishes nothing).
     """
     import pymysql
-    import pymysql.cursors
 
     settings = connection_settings(location, ctx)
-    where = f"{settings['host']}:{settings['port']}"
-    try:
-        conn = pymysql.connect(host=settings["host"], port=settings["port"], user=settings["user"],
-                               password=settings["password"], connect_timeout=5, read_timeout=300,
-                               cursorclass=pymysql.cursors.DictCursor, charset="utf8mb4")
-    except Exception as exc:  # noqa: BLE001 - pymysql raises several types for one problem: not reachable
-        denied = isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] == (1045,)
-        raise ExternalError(
-            f"cannot connect to the Dolt server at {where} as `{settings['user']}`: {exc}",
-            hint=("check the user and password (`GT_DOLT_USER`, `GT_DOLT_PASSWORD`, or `user:password@host:port` "
-                  "in the input)" if denied else
-                  "check the server with `gt dolt status` (start it with `gt dolt start`), or leave `beads_sql` "
-                  "out of the inputs to harvest the JSONL backups instead"), code="dolt_unreachable") from exc
+    where = settings["address"]
+    conn = _connect(settings)
     read = _Read()
     try:
-        names = databases(conn, settings["databases"], ctx)
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION READ ONLY")  # one snapshot of every database, and no writes
+        names, unusable = databases(conn, settings["databases"], where)
+        yield from unusable
         read.expected = _estimated_rows(conn, names)
         for database in names:
             yield from _harvest_database(conn, database, f"{where}/{database}", ctx, read)
@@ -66,6 +69,64 @@ def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
                                  "`gt dolt start`), then harvest again: it starts over", code="dolt_lost") from exc
     finally:
         conn.close()
+
+
+def _connect(settings: dict):
+    """A logged-in connection, or an ExternalError saying why not.
+
+    pymysql's `connect_timeout` covers only the TCP connect, and its `read_timeout` the greeting as
+    well as every query, so a listener that accepts and never greets would hold the harvest for
+    READ_TIMEOUT_S. Here the greeting and login get ANSWER_TIMEOUT_S: a timer shuts the socket."""
+    import pymysql
+    import pymysql.cursors
+    from pymysql.constants import CR
+
+    where, user = settings["address"], settings["user"]
+    silent = threading.Event()
+    try:
+        conn = pymysql.connect(  # pymysql would encode a str password as latin-1: Dolt reads UTF-8
+            host=settings["host"], port=settings["port"], user=user,
+            password=settings["password"].encode("utf-8", "surrogateescape"), connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S, cursorclass=pymysql.cursors.DictCursor, charset="utf8mb4",
+            defer_connect=True)
+        try:
+            sock = socket.create_connection((settings["host"], settings["port"]), CONNECT_TIMEOUT_S)
+        except OSError as exc:  # as pymysql reports it when it opens the socket itself
+            raise pymysql.err.OperationalError(
+                CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {settings['host']!r} ({exc})") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        watchdog = threading.Timer(ANSWER_TIMEOUT_S, _hang_up, (sock, silent))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            conn.connect(sock)
+        finally:
+            watchdog.cancel()
+    except Exception as exc:  # noqa: BLE001 - pymysql raises several types for one problem: not reachable
+        if not silent.is_set():
+            denied = isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] == (1045,)
+            raise ExternalError(
+                f"cannot connect to the Dolt server at {where} as `{user}`: {exc}",
+                hint=("check the user and password (`GT_DOLT_USER`, `GT_DOLT_PASSWORD`, or `user:password@host:port` "
+                      "in the input)" if denied else
+                      "check the server with `gt dolt status` (start it with `gt dolt start`), or leave `beads_sql` "
+                      "out of the inputs to harvest the JSONL backups instead"), code="dolt_unreachable") from exc
+    if silent.is_set():  # silent, or it answered just as the timer shut the socket: as good as silent
+        conn.close()
+        raise ExternalError(f"the Dolt server at {where} did not answer: it accepted the connection but sent no "
+                            f"greeting and login reply within {ANSWER_TIMEOUT_S} s",
+                            hint="check that the port is the Dolt server's (`gt dolt status`), not another "
+                                 "program's", code="dolt_unreachable")
+    return conn
+
+
+def _hang_up(sock: socket.socket, silent: threading.Event) -> None:
+    silent.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+    except OSError:
+        pass
 
 
 @dataclass
@@ -84,30 +145,103 @@ class _Read:
 
 
 def connection_settings(location: str, ctx: HarvestContext) -> dict:
-    """`[user[:password]@]host:port[/db,db]`; blanks come from the town, then GT_DOLT_*, then defaults."""
+    """`[user[:password]@]host[:port][/db,db]`; blanks come from the town, then GT_DOLT_*, then defaults.
+
+    Credentials end at the last `@` (`split_credentials`, which the mask uses too), so a password may
+    hold `@`, `/` and `:`; the host, port and database names may not hold `@`. An IPv6 host goes in
+    brackets. A user without `:password` keeps the password from the town or `GT_DOLT_PASSWORD`.
+
+    Raises:
+        InputError: a port that is not a number from 1 to 65535, or a host that does not read as one.
+    """
     dolt = ctx.town.dolt if ctx.town else None
     user = (dolt.user if dolt else None) or os.environ.get("GT_DOLT_USER") or "root"
     password = (dolt.password if dolt else None) or os.environ.get("GT_DOLT_PASSWORD") or ""
     host = (dolt.host if dolt else None) or os.environ.get("GT_DOLT_HOST") or "127.0.0.1"
-    port = dolt.port if dolt else int(os.environ.get("GT_DOLT_PORT") or 3307)
-    rest, _, dbs = location.partition("/")
-    if "@" in rest:
-        credentials, rest = rest.rsplit("@", 1)
-        user, _, password = credentials.partition(":")
-    if rest:
-        host, _, port_text = rest.partition(":")
-        port = int(port_text) if port_text else port
-    return {"host": host or "127.0.0.1", "port": int(port), "user": user, "password": password,
+    credentials, address = split_credentials(location)
+    if credentials is not None:
+        name, colon, secret = credentials.partition(":")
+        user, password = name or user, secret if colon else password
+    host_port, _, dbs = address.partition("/")
+    if host_port.startswith("["):
+        named_host, bracket, after = host_port[1:].partition("]")
+        port_text = after[1:] if after.startswith(":") else None
+        if not bracket or (after and port_text is None):
+            raise _bad_location(location, "an IPv6 address goes in brackets, then `:port`")
+    elif host_port.count(":") > 1:
+        raise _bad_location(location, "an IPv6 address goes in brackets")
+    else:
+        named_host, colon, port_text = host_port.partition(":")
+        port_text = port_text if colon else None
+    if port_text is not None:
+        port = _port(port_text)
+        if port is None:
+            raise _bad_location(location, f"port `{_shown(port_text)}` is not a number from 1 to 65535")
+    elif dolt:
+        port = dolt.port
+    else:
+        env = os.environ.get("GT_DOLT_PORT") or str(DEFAULT_PORT)
+        port = _port(env)
+        if port is None:
+            raise InputError(f"`GT_DOLT_PORT` is `{_shown(env)}`: not a port number from 1 to 65535",
+                             hint=f"set it to the Dolt server's port (e.g. `export GT_DOLT_PORT={DEFAULT_PORT}`), "
+                                  "or unset it")
+    host = named_host or host
+    return {"host": host, "port": port, "user": user, "password": password,
+            "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "databases": tuple(d for d in dbs.split(",") if d)}
 
 
-def databases(conn, named: tuple[str, ...], ctx: HarvestContext) -> list[str]:
+def split_credentials(location: str) -> tuple[str | None, str]:
+    """`user[:password]@rest` -> (`user[:password]`, `rest`), split at the last `@`; no `@`: (None, location).
+
+    The one place that decides where credentials end: the parser and the mask both use it."""
+    credentials, at, address = location.rpartition("@")
+    return (credentials, address) if at else (None, location)
+
+
+def public_location(location: str) -> str:
+    """The location with any password replaced by `***`: what manifests, state and errors show."""
+    credentials, address = split_credentials(location)
+    if credentials is None:
+        return location
+    user, colon, _ = credentials.partition(":")
+    return f"{user}{':***' if colon else ''}@{address}"
+
+
+def quote_identifier(name: str) -> str:
+    """A database or table name as one SQL identifier, whatever it holds: backticks doubled inside."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _bad_location(location: str, why: str) -> InputError:
+    return InputError(f"the Dolt location `{_shown(public_location(location))}` does not read as a server "
+                      f"address: {why}", hint=LOCATION_FORM)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def databases(conn, named: tuple[str, ...], where: str) -> tuple[list[str], list[Rejected]]:
+    """The databases to read (those named, else every one but the system's), and those skipped.
+
+    A name with control or invisible characters cannot be shown to a person or named back, so it
+    is skipped with a reason; any other name is read, quoted. A named one the server lacks is
+    reported, not silently left out."""
     with conn.cursor() as cur:
         cur.execute("SHOW DATABASES")
         available = [next(iter(row.values())) for row in cur.fetchall()]
-    if named:
-        return [d for d in named if d in available]
-    return [d for d in available if d not in SYSTEM_DATABASES]
+    wanted = [d for d in named if d in available] if named else [d for d in available if d not in SYSTEM_DATABASES]
+    skipped = [Rejected(f"{where}/{_shown(ascii(d))}", "database name has control or invisible characters: "
+                        "skipped (rename the database to harvest it)") for d in wanted if not d.isprintable()]
+    skipped += [Rejected(f"{where}/{_shown(d)}", "no such database on the server (or not visible to this user)")
+                for d in named if d not in available]
+    return [d for d in wanted if d.isprintable()], skipped
 
 
 def _estimated_rows(conn, names: list[str]) -> int:
@@ -187,13 +321,13 @@ def _columns(conn, database: str) -> dict[str, set[str]]:
 
 def _select(conn, database: str, table: str, columns: dict[str, set[str]], ctx: HarvestContext,
             read: _Read) -> list[dict]:
-    """Every row of one table, normalised to the JSONL backup's value forms. Names are checked
-    against information_schema before they are quoted into the statement; values never are."""
+    """Every row of one table, normalised to the JSONL backup's value forms. The table name is one
+    information_schema listed; both names are quoted, backticks doubled."""
     if table not in columns:
         return []
     read.current = f"{database}.{table}"
     with conn.cursor() as cur:
-        cur.execute(f"SELECT * FROM `{database}`.`{table}`")
+        cur.execute(f"SELECT * FROM {quote_identifier(database)}.{quote_identifier(table)}")
         rows = [{k: _norm(v) for k, v in row.items()} for row in cur.fetchall()]
     read.rows += len(rows)
     read.tables[read.current] = len(rows)
@@ -205,7 +339,7 @@ def _select(conn, database: str, table: str, columns: dict[str, set[str]], ctx: 
 def _has_dolt_history(conn, database: str) -> bool:
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT commit_hash FROM `{database}`.dolt_log LIMIT 1")
+            cur.execute(f"SELECT commit_hash FROM {quote_identifier(database)}.`dolt_log` LIMIT 1")
             cur.fetchall()
         return True
     except Exception:  # noqa: BLE001 - any refusal means this server has no Dolt history
