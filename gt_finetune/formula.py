@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import graphlib
 import json
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gt_finetune.errors import InputError
+from gt_finetune.workspace import shown
 
 VAR_TYPES = ("string", "int", "bool", "float")
 SUFFIXES = (".formula.toml", ".formula.json")
@@ -39,6 +42,8 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][\w-]*)\}\}")
 _HEADER = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]\]?\s*(?:#.*)?$")
 _KEY = re.compile(r"^\s*([\w\"' .-]+?)\s*=")
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)$")
+MAX_FILE_BYTES = 1 << 20  # the shipped formulas are a few KB; a town's file is read before it is trusted
+MAX_VAR_CHARS = 4096  # PATH_MAX: no path, name or list a var holds is longer
 
 
 class FormulaError(InputError):
@@ -175,8 +180,8 @@ def check_actions(formula: Formula, known_actions: Collection[str]) -> list[Form
     if formula.type != "workflow":
         return []
     try:
-        c = _Checker(formula.path, formula.path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        c = _Checker(formula.path, _read(formula.path).decode("utf-8"))
+    except (OSError, ValueError):
         c = _Checker(formula.path, "")
     known = ", ".join(f"`{a}`" for a in sorted(known_actions))
     for i, step in enumerate(formula.steps):
@@ -197,15 +202,15 @@ def find_formula(name: str, search_path: Sequence[Path]) -> Path:
     Raises:
         InputError: no search dir holds it.
     """
-    given = Path(name)
-    if given.is_file() and (len(given.parts) > 1 or given.suffix in (".toml", ".json")):
+    given = Path(name)  # os.path.isfile: False, not an error, for a name no file can have (too long, a NUL)
+    if os.path.isfile(given) and (len(given.parts) > 1 or given.suffix in (".toml", ".json")):
         return given
     for folder in search_path:
         for suffix in SUFFIXES:
-            if (candidate := Path(folder) / f"{name}{suffix}").is_file():
+            if os.path.isfile(candidate := Path(folder) / f"{name}{suffix}"):
                 return candidate
     searched = ", ".join(str(d) for d in search_path) or "no directories"
-    raise InputError(f"formula `{name}` not found; searched {searched}",
+    raise InputError(f"formula `{shown(name)}` not found; searched {searched}",
                      hint="see the formulas there are with `gt-finetune formulas list`")
 
 
@@ -219,12 +224,15 @@ def list_formulas(search_path: Sequence[Path]) -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
-def _parse(path: Path) -> tuple[Formula | None, list[FormulaError]]:
+def parse_formula(path: Path, raw: bytes) -> tuple[Formula | None, list[FormulaError]]:
+    """The formula in `raw`, the bytes of the file `path` as a caller already read them, and every
+    problem in it (the formula is None when there is one). `path` only names the file in messages and
+    picks JSON or TOML: it is not opened, so a file swapped after a safe read is not what gets checked.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        return None, [FormulaError(path, None, None, f"cannot read formula file: {reason}")]
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [FormulaError(path, None, None, f"cannot read formula file: {exc}")]
     try:
         data = json.loads(text) if path.name.endswith(".json") else tomllib.loads(text)
     except json.JSONDecodeError as exc:
@@ -245,6 +253,34 @@ def _parse(path: Path) -> tuple[Formula | None, list[FormulaError]]:
         return None, c.errors
     formula = _build(c, data)
     return (None if c.errors else formula), c.errors
+
+
+def _parse(path: Path) -> tuple[Formula | None, list[FormulaError]]:
+    try:
+        data = _read(path)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return None, [FormulaError(path, None, None, f"cannot read formula file: {reason}")]
+    return parse_formula(path, data)
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES. Opened without blocking and checked
+    before reading: a FIFO would wait for a writer for ever, and `/dev/zero` never ends.
+
+    Raises:
+        OSError: it cannot be opened. ValueError: not a regular file, or too big.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ValueError(f"not a regular file ({kind})")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"over {MAX_FILE_BYTES // (1 << 20)} MB; a formula is a few KB")
+    return data
 
 
 def _build(c: _Checker, data: dict) -> Formula:
@@ -476,13 +512,17 @@ def _text(value: object) -> str:
 
 def _coerce(var: Var, raw: str) -> object:
     """`raw` as the var's type; ValueError with a one-line reason naming the var."""
+    got = shown(repr(raw))
     if "\x00" in raw:  # no argument of `gt`/`bd` and no path can carry one
-        raise ValueError(f"`{var.name}` holds a NUL byte, got {raw!r}")
+        raise ValueError(f"`{var.name}` holds a NUL byte, got {got}")
+    if len(raw) > MAX_VAR_CHARS:
+        raise ValueError(f"`{var.name}` is {len(raw):,} characters long; a var holds a path, a name or a "
+                         f"short list, at most {MAX_VAR_CHARS:,}, got {got}")
     if var.enum and raw not in var.enum:
-        raise ValueError(f"`{var.name}` must be one of {', '.join(var.enum)}, got {raw!r}")
+        raise ValueError(f"`{var.name}` must be one of {', '.join(var.enum)}, got {got}")
     try:
         if var.type == "bool":
             return _BOOLS[raw.strip().lower()]
         return {"int": int, "float": float}.get(var.type, str)(raw)
     except (ValueError, KeyError):
-        raise ValueError(f"`{var.name}` must be {_ARTICLES[var.type]}, got {raw!r}") from None
+        raise ValueError(f"`{var.name}` must be {_ARTICLES[var.type]}, got {got}") from None

@@ -62,9 +62,10 @@ def _converted(alias: str, packaged: PackagedModel, home: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                              local_files_only=True)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                  dtype=torch.float32)
+                                                  dtype=torch.float32, local_files_only=True)
     # transformers refuses to save a model it loaded from GGUF; the weights are already
     # dequantised, so move them into a plain model of the same config and save that.
     config = loaded.config

@@ -225,12 +225,13 @@ def _answer(model_dir: Path, prompts: list[tuple[int, str]], *, prompts_file: Pa
 
     print(f"replay: {model_dir.name} answers {len(prompts)} prompts from {prompts_file} "
           f"(greedy, at most {max_new_tokens} new tokens)", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     tokenizer.padding_side = "left"  # every row's answer then starts at the same column
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # only fills the left margin, which the attention mask hides
     device = pick_device()
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True)
+    model = model.to(device).eval()
     stop = model.generation_config.eos_token_id  # may list an end-of-turn token besides the tokenizer's EOS
     stop = sorted({tokenizer.eos_token_id, *(stop if isinstance(stop, list) else [stop])} - {None})
     records, empty = [], []

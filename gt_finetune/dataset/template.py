@@ -32,7 +32,7 @@ class ChatTemplate:
         """
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         if not tokenizer.chat_template:
             raise InputError(f"the tokenizer in {model_dir} has no chat template",
                              hint="use an instruct/chat model, e.g. `--var base_model=smollm2-135m-instruct`")

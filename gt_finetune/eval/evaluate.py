@@ -98,7 +98,7 @@ def evaluate(spec: EvalSpec, *, train_dir: Path, home: Path, dataset_dir: Path |
     with _models(train_dir, model_dir, compare_base=spec.compare_base) as models:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         stop = stop_ids(tokenizer, dataset.get("template", {}).get("end_of_turn"))
         for who, model in models:
             for variant, key in ((who, "plain"), (f"{who}+context", "with_context")):
@@ -255,7 +255,7 @@ def _models(train_dir: Path, model_dir: Path, *, compare_base: bool) -> Iterator
     device = pick_device()
 
     def load(path: Path):
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True).to(device).eval()
 
     def pairs():
         if (train_dir / "model").is_dir():  # a full fine-tune: the tuned weights are a model of their own
@@ -267,7 +267,8 @@ def _models(train_dir: Path, model_dir: Path, *, compare_base: bool) -> Iterator
             return
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load(model_dir), train_dir / "adapter").to(device).eval()
+        model = PeftModel.from_pretrained(load(model_dir), train_dir / "adapter", local_files_only=True)
+        model = model.to(device).eval()
         if compare_base:
             with model.disable_adapter():
                 yield "base", model

@@ -286,7 +286,7 @@ def _count_on_meta(model_dir: Path) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir, local_files_only=True))
     return sum(p.numel() for p in model.parameters())
 
 

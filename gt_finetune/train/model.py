@@ -31,7 +31,7 @@ def load_model(spec, model_dir: Path, *, device):
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
         kwargs["device_map"] = {"": device}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, **kwargs)
     if spec.method != "qlora":
         model = model.to(device)
     model.config.use_cache = False

@@ -348,7 +348,7 @@ def _rank_checksums(accelerator, model) -> list[str]:
 def _pad_id(model_dir: Path) -> int:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
