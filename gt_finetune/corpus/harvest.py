@@ -5,10 +5,18 @@ Each input is a (source, location) pair — `beads_jsonl:~/gt/.beads/backup`, `t
 content hash, and compared with what earlier harvests saw: nothing new writes nothing, new
 records make a new version `corpus-<timestamp>-<hash>` holding everything so far. Every line
 read is accounted for: it feeds a record or is listed in `rejected.jsonl` with where and why.
+
+A town is hostile: sources open only regular files inside their input (`sources.context.open_inside`),
+and every string the harvest writes or prints itself — rejected lines, per-file accounting, the
+fingerprint, rig names, input locations — passes the redactor (paths part by part, so the operator
+can still find the file); `.state` names files by a hash of their path. A damaged manifest or state
+file is reported and skipped or rebuilt, never a traceback.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import glob
 import json
 import os
 import re
@@ -25,8 +33,8 @@ from pathlib import Path
 
 from ..errors import ExternalError, InputError
 from ..town import Town
-from ..workspace import (atomic_dir, content_id, read_jsonl, read_manifest, safe_name, short_id, write_json,
-                         write_jsonl)
+from ..workspace import (PATH_PROBLEMS, atomic_dir, content_id, read_jsonl, read_manifest, safe_name, short_id,
+                         shown, write_json, write_jsonl)
 from ..config import load_section
 from .forget import load_rules
 from .health import HealthConfig, HealthReport, assess, formula_hash
@@ -34,7 +42,7 @@ from .report import write_report
 from .records import Rejected
 from .redact import PlaceholderScope, RedactionConfig, Redactor
 from .sources import beads_jsonl, beads_sql, events, formulas, role_context, store_beads, transcripts
-from .sources.context import HarvestContext
+from .sources.context import HarvestContext, Refused, expand, read_inside, root_of
 
 SourceFn = Callable[[str, HarvestContext], Iterator["dict | Rejected"]]
 SOURCES: dict[str, SourceFn] = {
@@ -47,6 +55,10 @@ SOURCES: dict[str, SourceFn] = {
     "store": store_beads.harvest,
 }
 SAMPLE_TOWN = Path(__file__).resolve().parent.parent / "data" / "sample_town"
+FINGERPRINTED = (".toml", ".json", ".md", ".tmpl", ".txt")  # the formula and role-context files a corpus notes
+MAX_FINGERPRINTED_BYTES = 16 << 20
+_PLACEHOLDER = re.compile(r"<(?:SECRET|PII):[\w.-]+#\d+>")  # what the redactor puts in place of a hit
+_CORPUS_ID = re.compile(r"corpus-[0-9T]+-[0-9a-f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,25 +106,27 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
         ExternalError: a server behind an input (Dolt, `bd`) failed; it says what was read before
             it, and nothing is written.
     """
-    state_path = home / "corpus" / ".state" / f"{short_id(content_id(asdict(spec)))}.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"sources": {}, "seen": [], "latest": ""}
-    latest = home / "corpus" / state["latest"] if state["latest"] else None
-    if latest is not None and not (latest / "manifest.json").is_file():
-        state, latest = {"sources": {}, "seen": [], "latest": ""}, None  # the previous version is gone: start over
+    redactor = Redactor(load_section(home, "redaction", RedactionConfig))
+    spec_kept = public_spec(spec, redactor)  # what is kept of the spec: no password, no flagged name
+    state_path = home / "corpus" / ".state" / f"{short_id(content_id(spec_kept))}.json"
+    state = load_state(state_path)
+    latest = _usable(home / "corpus" / state["latest"]) if state["latest"] else None
+    if latest is None:
+        state = _fresh_state()  # the previous version is gone (or broken): start over
     seen = set(state["seen"])
-    harvest = _harvest(spec, state, home=home, town=town, store=store, quiet=quiet)
+    harvest = _harvest(spec, state, home=home, town=town, store=store, quiet=quiet, redactor=redactor)
     new = [r for r in harvest.records if r["meta"]["content_hash"] not in seen]
     if latest is not None and not new:
-        _save_state(state_path, state)
+        _save_state(state_path, state, redactor)
         _ensure_report(latest)
         return _manifest_of(latest, new_records=0)
-    previous = read_jsonl(latest / "records.jsonl") if latest is not None else []
+    previous = _previous_records(latest) if latest is not None else []
     replaced = {identity(r) for r in new}
     everything = [r for r in previous if identity(r) not in replaced] + new
     if latest is not None:
         harvest.carry_over(latest)
     config = load_section(home, "health", HealthConfig)
-    health = assess(everything, config, current_formulas=current_formulas(spec, town),
+    health = assess(everything, config, current_formulas=current_formulas(spec, town, redactor),
                     existing_beads=harvest.bead_ids or None)
     new_hashes = {r["meta"]["content_hash"] for r in new}
     by_hash = {r["meta"]["content_hash"]: r for r in everything}
@@ -123,22 +137,24 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
             harvest.reject(everything[entry["index"]], f"{kind}{twin}")
     everything = health.kept
     if not everything:
-        raise InputError(f"no usable record in {', '.join(f'{k}:{v}' for k, v in spec.inputs)} "
+        raise InputError(f"no usable record in {', '.join(f'{k}:{shown(v)}' for k, v in spec_kept['inputs'])} "
                          f"({len(harvest.rejected)} lines rejected)",
                          hint="see why with the rejected lines above, or point the inputs at more history")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    digest = short_id(content_id({"spec": asdict(spec), "records": [r["meta"]["content_hash"] for r in everything]}))
+    digest = short_id(content_id({"spec": spec_kept,
+                                  "records": [r["meta"]["content_hash"] for r in everything]}))
     corpus_id = f"corpus-{stamp}-{digest}"
     out = home / "corpus" / corpus_id
-    state["seen"], state["latest"] = sorted(seen | new_hashes), corpus_id
-    if (out / "manifest.json").is_file():  # same spec, same records, same second: it is this very corpus
-        _save_state(state_path, state)
-        _ensure_report(out)
-        return _manifest_of(out, new_records=len(new))
+    twin = _published(home, digest)
+    state["seen"], state["latest"] = sorted(seen | new_hashes), twin.name if twin else corpus_id
+    if twin is not None:  # same spec, same records: a build killed before it saved its state, or this second's
+        _save_state(state_path, state, redactor)
+        _ensure_report(twin)
+        return _manifest_of(twin, new_records=len(new))
     rejected = harvest.rejected
     manifest = {
         "schema_version": 1, "stage": "corpus", "id": corpus_id, "previous": latest.name if latest else "",
-        "spec": public_spec(spec), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": spec_kept, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": {"records": len(everything), "new_records": len(new), "rejected": len(rejected),
                    "by_source": _count(everything, "source"), "by_rig": _count(everything, "rig"),
                    "by_role": _count(everything, "role")},
@@ -146,14 +162,14 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
         "redaction": dict(sorted(harvest.redaction.items())),
         "health": {"dropped": len(health.dropped), "stale": len(health.stale), "conflicts": len(health.conflicts),
                    "tokens": health.tokens, "gate": health.gate(config)},
-        "accounting": harvest.accounting, "fingerprint": fingerprint(spec, town)}
+        "accounting": harvest.accounting, "fingerprint": fingerprint(spec, town, redactor)}
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "records.jsonl", everything)
         write_jsonl(tmp / "rejected.jsonl", [asdict(r) for r in rejected])
         write_json(tmp / "health.json", {"dropped": health.dropped, "stale": health.stale,
                                          "conflicts": health.conflicts, "tokens": health.tokens})
         write_json(tmp / "manifest.json", manifest)
-    _save_state(state_path, state)  # first: a run killed now still finds this corpus next time
+    _save_state(state_path, state, redactor)  # first: a run killed now still finds this corpus next time
     write_report(out, health, manifest, out_dir=out)  # reads the corpus's own rejected.jsonl: after the rename
     _show_rejections(rejected, out, quiet)
     return _manifest_of(out, new_records=len(new))
@@ -163,30 +179,50 @@ def build_corpus(spec: CorpusSpec, *, home: Path, town: Town | None = None, stor
 class _Harvest:
     """What one harvest read: records, rejected lines, and per-file accounting of both."""
 
+    redactor: Redactor
     records: list[dict] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    accounting: dict = field(default_factory=dict)
+    accounting: dict = field(default_factory=dict)  # file (as `scrub_path` shows it) -> counts
     bead_ids: set = field(default_factory=set)
 
     redaction: Counter = field(default_factory=Counter)  # replacements per rule family
+    _paths: dict = field(default_factory=dict)
 
-    def reject(self, record: dict, reason: str, raw_location: str | None = None) -> None:
-        """A line that became a record and was then filtered or dropped: rejected after all.
+    def path(self, raw: str) -> str:
+        """`scrub_path` of a file, once per file: a backup's thousand records share one."""
+        if raw not in self._paths:
+            self._paths[raw] = scrub_path(self.redactor, raw)
+        return self._paths[raw]
 
-        `raw_location` is the file as the accounting knows it, before redaction touched the path."""
-        where = raw_location if raw_location is not None else record["meta"].get("location", "")
+    def where(self, where: str) -> str:
+        """A rejection's `file:line`, `file#id` or `file`: the file scrubbed as a path, an id as text."""
+        file, spot = re.fullmatch(r"(.*?)(:\d+|#.*)?", where, flags=re.S).groups(default="")
+        return self.path(file) + (scrub_text(self.redactor, spot) if spot.startswith("#") else spot)
+
+    def reject(self, record: dict, reason: str) -> None:
+        """A line that became a record and was then filtered or dropped: rejected after all."""
+        where = record["meta"].get("location", "")
         self.rejected.append(Rejected(_storable(_where(record)), reason))
         if where in self.accounting:
             entry = self.accounting[where]
             self.accounting[where] = {**entry, "used": entry["used"] - 1, "rejected": entry["rejected"] + 1}
 
+    def account(self, accounting: dict) -> None:
+        """A source's per-file counts, under the names `scrub_path` gives the files."""
+        for file, entry in accounting.items():
+            into = self.accounting.setdefault(self.path(file), {"lines": 0, "used": 0, "rejected": 0})
+            for key in into:
+                into[key] += entry[key]
+
     def carry_over(self, latest: Path) -> None:
-        """Files not read again this time keep what the last version said of them."""
+        """Files not read again this time keep what the last version said of them (scrubbed again:
+        a version written before the file names were scrubbed may hold a secret in one)."""
         read_now = set(self.accounting) | {_file_of(r.where) for r in self.rejected}
         for file, entry in read_manifest(latest).get("accounting", {}).items():
-            self.accounting.setdefault(file, entry)
-        self.rejected += [Rejected(**r) for r in read_jsonl(latest / "rejected.jsonl")
-                          if _file_of(r["where"]) not in read_now]
+            self.accounting.setdefault(self.path(file), entry)
+        earlier = [Rejected(self.where(r["where"]), scrub_text(self.redactor, r["reason"]))
+                   for r in read_jsonl(latest / "rejected.jsonl")]
+        self.rejected += [r for r in earlier if _file_of(r.where) not in read_now]
 
 
 def _where(record: dict) -> str:
@@ -196,87 +232,139 @@ def _where(record: dict) -> str:
     return f"{meta.get('location', '')}{spot}"
 
 
-def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, store, quiet: bool) -> _Harvest:
-    """Read every input; filter (scope, dates, forget rules) and drop exact duplicates as it goes."""
-    out, rules, by_hash, progress = _Harvest(), load_rules(home), {}, _Progress(quiet)
-    redactor = Redactor(load_section(home, "redaction", RedactionConfig))
+def scrub_text(redactor: Redactor, text: str) -> str:
+    """A string the harvest writes itself (a reason, a name), as the redactor leaves it."""
+    return redactor.redact_text(_storable(text), PlaceholderScope())[0]
 
-    def scrub(text: str) -> str:
-        return redactor.redact_text(_storable(text), PlaceholderScope())[0]
 
+def scrub_path(redactor: Redactor, path: str) -> str:
+    """A file's path with each part scanned on its own: a flagged folder or file name is replaced and
+    the rest stays, so the operator can still find the file (scanned whole, a path of plain folder
+    names can read as one random-looking token and vanish)."""
+    return "/".join(scrub_text(redactor, part) for part in path.split("/"))
+
+
+def _harvest(spec: CorpusSpec, state: dict, *, home: Path, town: Town | None, store, quiet: bool,
+             redactor: Redactor) -> _Harvest:
+    """Read every input; filter (scope, dates, forget rules) and drop exact duplicates as it goes.
+
+    Every string it keeps passes the redactor: records whole, file paths part by part."""
+    out, rules, by_hash, progress = _Harvest(redactor), load_rules(home), {}, _Progress(quiet)
     read: list[str] = []  # what each finished input gave, for the error when a later one fails
     for n, (kind, location) in enumerate(spec.inputs):
+        key = f"{kind}:{public_location(kind, location, redactor)}"
         ctx = HarvestContext(town=town, min_reason_chars=spec.min_reason_chars, progress=progress.add, store=store,
-                             state=state["sources"].setdefault(f"{kind}:{location}", {}), bead_ids=out.bead_ids)
+                             state=state["sources"].setdefault(key, {}),
+                             bead_ids=out.bead_ids)
         pending, before = [], len(out.records)
         try:
             for item in SOURCES[kind](location, ctx):
                 if isinstance(item, Rejected):  # where and why can quote what was read: scrub them too
-                    out.rejected.append(Rejected(scrub(item.where), scrub(item.reason)))
+                    out.rejected.append(Rejected(out.where(item.where), scrub_text(redactor, item.reason)))
                     continue
-                raw_location = item["meta"].get("location", location)
+                file = out.path(item["meta"].get("location", location))
+                _name_rig(item, town)  # before the scan: a rig's name comes from the town's own files
                 redacted, counts, why = redactor.redact_record(item)
-                if redacted is None:  # fail closed: what cannot be scanned never goes on
-                    pending.append(({"meta": {**item["meta"], "location": scrub(raw_location)}},
-                                    f"cannot be scanned: {why}", raw_location))
+                if redacted is None:  # fail closed: what cannot be scanned never goes on, nor does its meta
+                    spot = str(item["meta"].get("bead_id") or item["meta"].get("session") or "")
+                    pending.append(({"meta": {"location": file, "line": item["meta"].get("line"),
+                                              "bead_id": scrub_text(redactor, spot)}}, f"cannot be scanned: {why}"))
                     continue
                 item = redacted
+                item["meta"]["location"] = file
                 out.redaction.update(counts)
-                _name_rig(item, town)
                 reason = _filtered_out(item, spec, town) or next(
                     (f"forgotten ({rule.describe()})" for rule in rules if rule.matches(item)), None)
                 if reason is None and item["meta"]["content_hash"] in by_hash:
                     reason = f"duplicate of a record from {by_hash[item['meta']['content_hash']]}"
                 if reason:
-                    pending.append((item, reason, raw_location))
+                    pending.append((item, reason))
                     continue
-                by_hash[item["meta"]["content_hash"]] = item["meta"].get("location", location)
+                by_hash[item["meta"]["content_hash"]] = file
                 out.records.append(item)
-        except FileNotFoundError as exc:
-            missing = exc.filename or (exc.args[0] if exc.args else location)
-            raise InputError(f"corpus input `{kind}:{location}` does not exist ({missing})",
-                             hint="check the path; `gt-finetune corpus build --help` lists the inputs") from exc
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) and exc.filename is None:
+                raise  # not about a path (a socket): the source says what failed
+            raise _unusable_input(kind, location, exc, redactor) from exc
+        except Refused as exc:  # the whole input leads out of the town: the other inputs go on
+            ctx.count(location, rejected=1)
+            out.rejected.append(Rejected(scrub_path(redactor, location), scrub_text(redactor, str(exc))))
         except ExternalError as exc:
             progress.done()
-            others = [f"{k}:{_public_location(k, loc)}" for k, loc in spec.inputs[n + 1:]]
-            raise ExternalError(f"corpus input `{kind}:{_public_location(kind, location)}` failed: {exc.message}; "
+            others = [f"{k}:{shown(public_location(k, loc, redactor))}" for k, loc in spec.inputs[n + 1:]]
+            raise ExternalError(f"corpus input `{kind}:{shown(public_location(kind, location, redactor))}` failed: "
+                                f"{exc.message}; "
                                 f"read before it: {', '.join(read) or 'nothing'}"
                                 + (f"; not read: {', '.join(others)}" if others else ""),
                                 hint=exc.hint, code=exc.code) from exc
-        out.accounting.update(ctx.accounting)
+        out.account(ctx.accounting)
         places = len(ctx.accounting)
         read.append(f"{kind} {len(out.records) - before} records"
                     + (f" from {places} {'table' if kind == 'beads_sql' else 'file'}{'s' if places != 1 else ''}"
                        if places else ""))
-        for item, reason, raw_location in pending:
-            out.reject(item, reason, raw_location)
+        for item, reason in pending:
+            out.reject(item, reason)
     progress.done()
     return out
 
 
-def public_spec(spec: CorpusSpec) -> dict:
-    """The spec as the manifest keeps it: passwords in `beads_sql` locations are masked."""
-    return {**asdict(spec), "inputs": [[kind, _public_location(kind, location)] for kind, location in spec.inputs]}
+def public_spec(spec: CorpusSpec, redactor: Redactor | None = None) -> dict:
+    """The spec as manifests, state and ids keep it, each location as `public_location` shows it (a
+    hash of a password would let anyone holding a corpus id test guesses offline). The same spec and
+    redaction settings give the same public spec: the next build finds its state by it."""
+    redactor = redactor or Redactor()
+    return {**asdict(spec), "inputs": [[kind, public_location(kind, location, redactor)]
+                                       for kind, location in spec.inputs]}
 
 
-def _public_location(kind: str, location: str) -> str:
-    return re.sub(r"^([^:@/]*):[^@]*@", r"\1:***@", location) if kind == "beads_sql" else location
+def public_location(kind: str, location: str, redactor: Redactor) -> str:
+    """An input location as the workspace keeps it and messages show it: a Dolt password masked
+    (first: the mask must see the location as typed), then each part scrubbed as `scrub_path` does
+    a file's (a town-derived `<town>/<rig>/directives` carries a rig folder an agent named)."""
+    return scrub_path(redactor, beads_sql.public_location(location) if kind == "beads_sql" else location)
 
 
-def current_formulas(spec: CorpusSpec, town: Town | None) -> dict[str, str]:
-    """Formula name -> hash of its current text, from the town and the `formulas` inputs (staleness)."""
-    folders = [Path(loc).expanduser() for kind, loc in spec.inputs if kind == "formulas"]
+def _unusable_input(kind: str, location: str, exc: OSError, redactor: Redactor) -> InputError:
+    """An input location the system refused, as one line naming the input and why: missing, a name too
+    long, a file where a folder should be, a symlink loop, no permission. A source that found nothing
+    raises FileNotFoundError itself (`Path.exists` hides why), so the path is asked again for the cause."""
+    path = exc.filename or (exc.args[0] if exc.errno is None and exc.args else location)
+    if exc.errno in (None, errno.ENOENT):
+        try:
+            os.stat(path)
+        except OSError as why:
+            exc = why
+    given = f"corpus input `{kind}:{shown(public_location(kind, location, redactor))}`"
+    at = "" if os.fsdecode(path) == location else f" ({shown(scrub_path(redactor, os.fsdecode(path)))})"
+    if exc.errno in (None, errno.ENOENT):
+        return InputError(f"{given} does not exist{at}", hint=_INPUT_HINT)
+    why = PATH_PROBLEMS.get(exc.errno) or exc.strerror
+    return InputError(f"{given} cannot be read: {why}{at}", hint=_INPUT_HINT)
+
+
+_INPUT_HINT = "check the path; `gt-finetune corpus build --help` lists the inputs"
+
+
+def current_formulas(spec: CorpusSpec, town: Town | None, redactor: Redactor) -> dict[str, str]:
+    """Formula name (as the redactor leaves it in a record) -> hash of its current text, from the town
+    and the `formulas` inputs (staleness). Read as the harvest reads: regular files inside the folder."""
+    folders = [expand(loc) for kind, loc in spec.inputs if kind == "formulas"]
     if town is not None:
         folders.append(town.root / ".beads" / "formulas")
     out = {}
     for folder in folders:
-        for path in sorted(folder.glob("*.formula.toml")) if folder.is_dir() else []:
+        try:
+            root = root_of(folder, town) if folder.is_dir() else None
+        except (FileNotFoundError, Refused):
+            continue
+        for path in sorted(folder.glob("*.formula.toml")) if root else []:
             try:
-                name = tomllib.loads(path.read_text(encoding="utf-8")).get("formula")
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                text = read_inside(path, root, max_bytes=formulas.MAX_BYTES).decode("utf-8")
+                name = tomllib.loads(text).get("formula")
+            except (Refused, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 continue
             if isinstance(name, str):
-                out.setdefault(name, formula_hash(path.read_text(encoding="utf-8")))
+                out.setdefault(scrub_text(redactor, name), formula_hash(text))
     return out
 
 
@@ -288,9 +376,25 @@ def _ensure_report(corpus_dir: Path) -> None:
 
 
 def health_of(corpus_dir: Path) -> HealthReport:
-    """A written corpus's health, as its build assessed it."""
-    saved = json.loads((corpus_dir / "health.json").read_text(encoding="utf-8"))
-    return HealthReport(kept=read_jsonl(corpus_dir / "records.jsonl"), **saved)
+    """A written corpus's health, as its build assessed it.
+
+    Raises:
+        InputError: `corpus forget` emptied the version (its records moved to a new one), or its
+            files are not readable.
+    """
+    manifest = corpus_manifest(corpus_dir)
+    if not (corpus_dir / "records.jsonl").is_file():
+        into = manifest.get("forgotten_into")
+        raise InputError(f"corpus `{manifest['id']}` holds no records: `corpus forget` emptied it"
+                         + (f" into `{into}`" if isinstance(into, str) and into else ""),
+                         hint=f"report the version that replaced it: `gt-finetune corpus report {into}`"
+                         if isinstance(into, str) and into else "list the versions with `gt-finetune corpus list`")
+    try:
+        saved = json.loads((corpus_dir / "health.json").read_text(encoding="utf-8"))
+        return HealthReport(kept=read_jsonl(corpus_dir / "records.jsonl"), **saved)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"corpus `{manifest['id']}` cannot be read: its health.json or records.jsonl is "
+                         f"damaged ({type(exc).__name__})", hint=_BROKEN_HINT) from exc
 
 
 def town_inputs(root: Path, *, sources: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
@@ -336,11 +440,43 @@ def load_records(corpus_dir: Path) -> list[dict]:
 
 
 def list_corpora(home: Path) -> list[dict]:
+    """Every readable corpus manifest, oldest first; a damaged one is named in a warning and skipped."""
     folder = home / "corpus"
     if not folder.is_dir():
         return []
-    manifests = [read_manifest(p) for p in folder.glob("corpus-*") if (p / "manifest.json").is_file()]
-    return sorted(manifests, key=lambda m: (m.get("created_at", ""), m["id"]))
+    manifests = []
+    for path in sorted(folder.glob("corpus-*")):
+        if (path / "manifest.json").is_file():
+            try:
+                manifests.append(corpus_manifest(path))
+            except InputError as exc:
+                print(f"warning: skipped {exc.message}", file=sys.stderr)
+    return sorted(manifests, key=lambda m: (str(m.get("created_at", "")), m["id"]))
+
+
+def corpus_manifest(corpus_dir: Path) -> dict:
+    """A corpus's manifest, checked for what every command reads of it.
+
+    Raises:
+        InputError: it is not a complete manifest (truncated, edited, written by something else).
+    """
+    path = corpus_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not JSON: truncated or damaged"
+        raise InputError(f"corpus `{corpus_dir.name}`: {path} cannot be read ({why})", hint=_BROKEN_HINT) from exc
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    if not (isinstance(counts, dict) and isinstance(manifest.get("id"), str)
+            and all(type(counts.get(k)) is int for k in ("records", "new_records", "rejected"))
+            and all(isinstance(counts.get(k), dict) for k in ("by_source", "by_rig", "by_role"))):
+        raise InputError(f"corpus `{corpus_dir.name}`: {path} is not a corpus manifest (its `id` or `counts` "
+                         "are missing)", hint=_BROKEN_HINT)
+    return manifest
+
+
+_BROKEN_HINT = ("move that version's folder out of the workspace; `gt-finetune corpus build` then builds from "
+                "the inputs again")
 
 
 def find_corpus(home: Path, corpus_id: str) -> Path:
@@ -355,31 +491,55 @@ def find_corpus(home: Path, corpus_id: str) -> Path:
         what = "no corpus" if not matches else f"{len(matches)} corpora"
         raise InputError(f"{what} matching `{corpus_id}` in {home / 'corpus'}",
                          hint="list them with `gt-finetune corpus list`")
+    corpus_manifest(matches[0])  # a damaged manifest is one error line here, not a traceback in the caller
     return matches[0]
 
 
-def fingerprint(spec: CorpusSpec, town: Town | None) -> dict:
-    """What the town looked like: formula and role-context hashes, bd/gt versions when installed."""
-    files = {}
+def fingerprint(spec: CorpusSpec, town: Town | None, redactor: Redactor | None = None) -> dict:
+    """What the town looked like: formula and role-context hashes, bd/gt versions when installed.
+    Files are read as the harvest reads them, and named as `scrub_path` shows them."""
+    redactor, files = redactor or Redactor(), {}
     for kind, location in spec.inputs:
         if kind in ("formulas", "role_context"):
-            root = Path(location).expanduser()
-            for path in sorted(root.rglob("*") if root.is_dir() else [root]):
-                if path.is_file() and path.suffix in (".toml", ".json", ".md", ".tmpl", ".txt"):
-                    files[str(path)] = content_id(path.read_text(encoding="utf-8", errors="replace"))
+            given = expand(location)
+            try:
+                root = root_of(given, town)
+            except (FileNotFoundError, Refused):
+                continue
+            for path in sorted(given.rglob("*") if given.is_dir() else [given]):
+                if path.suffix in FINGERPRINTED:
+                    text = _fingerprinted(path, root)
+                    if text is not None:
+                        files[scrub_path(redactor, str(path))] = content_id(text)
     return {"files": files, "tools": {name: _version(name) for name in ("bd", "gt")},
-            "town": str(town.root) if town else ""}
+            "town": scrub_path(redactor, str(town.root)) if town else ""}
+
+
+def _fingerprinted(path: Path, root: Path | None) -> str | None:
+    """A fingerprinted file's text; None for one the harvest would not read (a link out, a FIFO, huge)."""
+    try:
+        return read_inside(path, root, max_bytes=MAX_FINGERPRINTED_BYTES).decode("utf-8", errors="replace")
+    except Refused:
+        return None
 
 
 def staleness(fp: dict) -> list[str]:
     """How the town moved on since a corpus's `fingerprint`: formulas and role texts changed or
-    gone, `bd`/`gt` upgraded. A model trained on that corpus may teach what no longer holds."""
-    reasons = []
+    gone, `bd`/`gt` upgraded. A model trained on that corpus may teach what no longer holds.
+
+    A file whose name was redacted is found again as the file there that the redactor names alike."""
+    reasons, redactor = [], None
     for name, digest in sorted(fp.get("files", {}).items()):
-        path = Path(name)
-        if not path.is_file():
+        parts = _PLACEHOLDER.split(name)
+        candidates = [name]
+        if len(parts) > 1:
+            redactor = redactor or Redactor()
+            pattern = "*".join(glob.escape(p) for p in parts)
+            candidates = [c for c in glob.glob(pattern) if scrub_path(redactor, c) == name]
+        texts = [t for t in (_fingerprinted(Path(c), None) for c in candidates) if t is not None]
+        if not texts:
             reasons.append(f"{name} is gone")
-        elif content_id(path.read_text(encoding="utf-8", errors="replace")) != digest:
+        elif digest not in {content_id(t) for t in texts}:
             reasons.append(f"{name} changed")
     for tool, version in sorted(fp.get("tools", {}).items()):
         now = _version(tool)
@@ -459,8 +619,91 @@ def _count(records: list[dict], key: str) -> dict[str, int]:
     return dict(Counter(str(r["meta"].get(key) or "-") for r in records).most_common())
 
 
-def _save_state(path: Path, state: dict) -> None:
+def _fresh_state() -> dict:
+    return {"sources": {}, "seen": [], "latest": ""}
+
+
+def load_state(path: Path, *, if_damaged: str = "rebuilding it (every input is read again)") -> dict:
+    """What earlier harvests of this spec saw. A damaged state file (truncated, edited) is a cache
+    lost, not an error: a warning says so and what happens (`if_damaged`), and it reads as fresh."""
+    if not path.is_file():
+        return _fresh_state()
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    if not (isinstance(state, dict) and isinstance(state.get("sources"), dict) and isinstance(state.get("seen"), list)
+            and isinstance(state.get("latest"), str) and all(isinstance(v, dict) for v in state["sources"].values())
+            and all(isinstance(h, str) for h in state["seen"])
+            and (not state["latest"] or _CORPUS_ID.fullmatch(state["latest"]))):
+        print(f"warning: {path} is damaged; {if_damaged}", file=sys.stderr)
+        return _fresh_state()
+    return state
+
+
+def _usable(corpus_dir: Path) -> Path | None:
+    """`corpus_dir` when it is a corpus the next version can build on: a readable manifest and its records."""
+    try:
+        corpus_manifest(corpus_dir)
+    except InputError as exc:
+        if (corpus_dir / "manifest.json").is_file():
+            print(f"warning: {exc.message}; building from the inputs again", file=sys.stderr)
+        return None
+    return corpus_dir if (corpus_dir / "records.jsonl").is_file() else None
+
+
+def _previous_records(latest: Path) -> list[dict]:
+    try:
+        return read_jsonl(latest / "records.jsonl")
+    except ValueError as exc:
+        raise InputError(f"corpus `{latest.name}`: {latest / 'records.jsonl'} is damaged (not JSONL)",
+                         hint=_BROKEN_HINT) from exc
+
+
+def _published(home: Path, digest: str) -> Path | None:
+    """A complete corpus with this spec and these records, if one exists: a build killed between
+    publishing it and saving its state left it, and the next build must not publish its twin.
+    (A version `corpus forget` emptied has no records: it is not one.)"""
+    for path in sorted((home / "corpus").glob(f"corpus-*-{digest}")):
+        if _usable(path) is not None:
+            return path
+    return None
+
+
+def _save_state(path: Path, state: dict, redactor: Redactor) -> None:
     write_json(path, state)
+    _remove_leaky_states(path, redactor)
+
+
+def _remove_leaky_states(saved: Path, redactor: Redactor) -> None:
+    """State files written before locations were kept as `public_location` shows them key a source
+    `beads_sql:user:password@…` or `role_context:<town>/<a token>/directives`, and are named after
+    that spec: no build reads them any more, yet they hold the password or the name (in clear, and
+    hashed in the file name). They are caches: removed; that input is harvested afresh. The one just
+    `saved` is this build's own, keyed as `public_location` shows its inputs: kept whatever it holds."""
+    for path in saved.parent.glob("*.json"):
+        if path == saved:
+            continue
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable or truncated: not this sweep's to judge
+        keys = state.get("sources") if isinstance(state, dict) else None
+        if isinstance(keys, dict) and any((kind == "beads_sql" and _password_in(location))
+                                          or scrub_path(redactor, location) != location
+                                          for kind, _, location in (key.partition(":") for key in keys)):
+            try:
+                path.unlink()
+            except OSError as exc:
+                print(f"warning: could not remove {path}, which holds a password or a secret-like name in clear: "
+                      f"{exc.strerror}; delete it", file=sys.stderr)
+
+
+def _password_in(location: str) -> bool:
+    """Whether a Dolt location holds a password in clear. A redactor's placeholder (`<SECRET:rule#1>`
+    for a user name) holds a `:` of its own, which the mask would take for one: set aside first."""
+    bare = _PLACEHOLDER.sub("-", location)
+    return beads_sql.public_location(bare) != bare
 
 
 def _show_rejections(rejected: list[Rejected], out: Path, quiet: bool) -> None:

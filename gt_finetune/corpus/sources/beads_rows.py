@@ -14,6 +14,9 @@ from ..records import generated_by, make_record
 NON_WORK_TYPES = {"message", "event", "agent", "convoy", "molecule", "role", "merge-request", "rig", "gate"}
 NON_WORK_LABELS = {"gt:agent", "gt:escalation", "ft:job", "ft:eval"}
 MAIL_LABEL = "gt:message"
+# Fields bd writes as text: any other type (a number, an object) is refused, never str()'d into text.
+TEXT_FIELDS = ("title", "description", "close_reason", "status", "issue_type", "assignee", "created_by", "sender",
+               "created_at", "closed_at", "closed_by_session")
 SYSTEM_PROMPT = ("You are a Gas Town agent working in rig `{rig}`. Given a bead (a unit of work tracked "
                  "with `bd`), say what you did to resolve it, as you would in its close reason.")
 MAIL_SYSTEM = "You are `{sender}`, a Gas Town agent. Write mail the way Gas Town's mail protocol expects."
@@ -22,6 +25,9 @@ MAIL_SYSTEM = "You are `{sender}`, a Gas Town agent. Write mail the way Gas Town
 def bead_record(row: dict, labels: set[str], comments: list[dict], *, location: str,
                 min_reason_chars: int = 20) -> dict | str:
     """One record for a bead row, or the reason it is not an example."""
+    problem = wrong_type(row, comments)
+    if problem:
+        return problem
     if MAIL_LABEL in labels:
         return mail_record(row, labels, location=location)
     if row.get("status") != "closed":
@@ -81,6 +87,28 @@ def mail_record(row: dict, labels: set[str], *, location: str) -> dict | str:
         "role": role_of(sender), "actor": sender, "recipient": recipient,
         "session": "", "created_at": str(row.get("created_at") or ""), "closed_at": str(row.get("closed_at") or ""),
         "generated_by": generated_by(sender)})
+
+
+def wrong_type(row: dict, comments: list[dict]) -> str | None:
+    """Why a row cannot be read as a bead: a text field, the priority or a comment holding another type
+    (`"priority": {"x": 1}` would otherwise teach `Bead x (7, P{'x': 1})`)."""
+    for key in TEXT_FIELDS:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"`{key}` is {_kind(row[key])}, not text"
+    priority = row.get("priority")
+    if priority not in (None, "") and not (type(priority) is int or isinstance(priority, str) and priority.isdigit()):
+        return f"`priority` is {_kind(priority)}, not a whole number"
+    for n, comment in enumerate(comments, 1):
+        for key in ("author", "text"):
+            if comment.get(key) is not None and not isinstance(comment[key], str):
+                return f"comment {n}: `{key}` is {_kind(comment[key])}, not text"
+    return None
+
+
+def _kind(value) -> str:
+    """A JSON type's name, as a person who wrote the file knows it (the value itself may be a secret)."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "an array", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def rig_of(bead_id: str) -> str:

@@ -6,13 +6,14 @@ the `gt` command that produces it. Lines with no command behind them are rejecte
 """
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..records import Rejected, generated_by, json_line, make_record
 from .beads_rows import rig_of_actor, role_of
-from .context import HarvestContext, expand
+from .context import HarvestContext, Refused, expand, long_line, numbered_lines, open_inside, root_of
 
 SYSTEM = "You are `{actor}`, a Gas Town agent. Answer with the one `gt` command that does what is asked."
 
@@ -74,25 +75,32 @@ COMMANDS: dict[str, Callable[[dict], tuple[str, str] | None]] = {
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     path = expand(location)
+    root = root_of(path, ctx.town)
     files = [path / ".events.jsonl", path / ".feed.jsonl"] if path.is_dir() else [path]
-    files = [f for f in files if f.is_file()]
+    files = [f for f in files if os.path.lexists(f)]  # a link or a FIFO too: refused with why
     if not files:
         raise FileNotFoundError(path)
     for file in files:
         if ctx.unchanged(file):
             continue
-        yield from _harvest_file(file, ctx)
+        yield from _harvest_file(file, root, ctx)
 
 
-def _harvest_file(file: Path, ctx: HarvestContext) -> Iterator[dict | Rejected]:
+def _harvest_file(file: Path, root: Path, ctx: HarvestContext) -> Iterator[dict | Rejected]:
+    try:
+        f = open_inside(file, root, max_bytes=None)  # streamed: a feed may grow past what a file held whole may
+    except Refused as exc:
+        ctx.count(str(file), rejected=1)
+        yield Rejected(str(file), str(exc))
+        return
     used = refused = 0
-    with open(file, encoding="utf-8-sig", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with f:
+        for lineno, line in numbered_lines(f):
+            if line is not None and not line.strip():
                 continue
             if ctx.progress:
-                ctx.progress(len(line))
-            item = _convert(line, f"{file}:{lineno}")
+                ctx.progress(len(line or ""))
+            item = _convert(line, f"{file}:{lineno}") if line is not None else Rejected(f"{file}:{lineno}", long_line())
             used, refused = (used + 1, refused) if isinstance(item, dict) else (used, refused + 1)
             yield item
     ctx.count(str(file), used=used, rejected=refused)
@@ -103,12 +111,14 @@ def _convert(line: str, where: str) -> dict | Rejected:
         event = json_line(line)
     except ValueError as exc:
         return Rejected(where, str(exc))
-    if not isinstance(event, dict) or "type" not in event:
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return Rejected(where, "not an event (no `type`)")
-    convert = COMMANDS.get(str(event["type"]))
-    payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+    convert = COMMANDS.get(event["type"])
+    # only text reaches a command: a number or an object in a payload field is not str()'d into one
+    payload = {k: v for k, v in event["payload"].items() if isinstance(v, str)} \
+        if isinstance(event.get("payload"), dict) else {}
     pair = convert(payload) if convert else None
-    actor = str(event.get("actor") or "")
+    actor = event.get("actor") if isinstance(event.get("actor"), str) else ""
     if pair is None:
         why = "no command behind it" if convert is None else "payload lacks the fields the command needs"
         return Rejected(where, f"event `{event['type']}`: {why}")
@@ -121,4 +131,5 @@ def _convert(line: str, where: str) -> dict | Rejected:
     return make_record(messages, {"source": "events", "location": file, "line": int(line), "event": event["type"],
                                   "rig": rig_of_actor(actor), "role": role_of(actor), "actor": actor,
                                   "session": str(payload.get("session_id") or ""),
-                                  "created_at": str(event.get("ts") or ""), "generated_by": generated_by(actor)})
+                                  "created_at": event["ts"] if isinstance(event.get("ts"), str) else "",
+                                  "generated_by": generated_by(actor)})

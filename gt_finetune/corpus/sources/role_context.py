@@ -19,7 +19,8 @@ SYSTEM = "You are a Gas Town {role}{where}. You know the rules your role works u
 
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
-    return ctx.one_record_per_file(location, lambda p: bool(_role_of(p)), _convert)
+    # a longer file cannot hold MAX_CHARS characters or fewer: refused unread
+    return ctx.one_record_per_file(location, lambda p: bool(_role_of(p)), _convert, max_bytes=4 * MAX_CHARS + 3)
 
 
 def _role_of(path: Path) -> str:
@@ -31,11 +32,11 @@ def _role_of(path: Path) -> str:
     return ""
 
 
-def _convert(path: Path) -> dict | Rejected:
+def _convert(path: Path, data: bytes) -> dict | Rejected:
     """A rig's directives sit in `<town>/<rig>/directives/`, and a rig folder holds `config.json`."""
     role = _role_of(path) or path.name.split(".")[0]
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         return Rejected(str(path), "not UTF-8 text")
     if not text:

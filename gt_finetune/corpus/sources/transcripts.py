@@ -9,6 +9,7 @@ leaf, and each subagent conversation becomes a record of its own (gastown.md §1
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from ...errors import InputError
 from ..records import Rejected, json_line, make_record
-from .context import HarvestContext, expand
+from .context import HarvestContext, Refused, expand, long_line, numbered_lines, open_inside, root_of
 
 CONVERSATION = ("user", "assistant")
 # Lines Claude Code writes to itself or about itself: kept in the tree, never turned into turns.
@@ -78,7 +79,7 @@ def find_transcripts(root: Path) -> list[Path]:
         InputError: `root` does not exist.
     """
     root = Path(root).expanduser()
-    if root.is_file():
+    if os.path.lexists(root) and not root.is_dir():  # a file (a link or a FIFO is refused when opened)
         return [root]
     if not root.is_dir():
         raise InputError(f"no Claude Code transcripts at {root}: it does not exist",
@@ -98,34 +99,40 @@ def harvest_transcripts(paths: Sequence[Path], options: TranscriptOptions = Tran
     """
     summaries = _summaries(paths)
     for path in paths:
-        yield from (item for item, _ in _harvest_file(Path(path), options, summaries))
+        yield from (item for item, _ in _harvest_file(Path(path), _own_folder(path), options, summaries))
 
 
 def harvest(location: str, ctx: HarvestContext) -> Iterator[dict | Rejected]:
     """Corpus source `transcripts:<dir>`: the town's root and its `session_start` events name roles.
 
-    Files unchanged since the last harvest are not read again.
+    Files unchanged since the last harvest are not read again; only files inside `location` are read.
     """
-    root = ctx.town.root if ctx.town else None
-    options = TranscriptOptions(town_root=root, session_roles=session_starts(root / ".events.jsonl") if root else {})
-    paths = find_transcripts(expand(location))
-    summaries = _summaries(paths)
+    town = ctx.town.root if ctx.town else None
+    options = TranscriptOptions(town_root=town, session_roles=session_starts(town / ".events.jsonl", town)
+                                if town else {})
+    given = expand(location)
+    root = root_of(given, ctx.town)
+    paths = find_transcripts(given)
+    summaries = _summaries(paths, root)
     for path in paths:
         if ctx.unchanged(path):
             continue
-        if ctx.progress:
-            ctx.progress(path.stat().st_size)
-        for item, lines in _harvest_file(path, options, summaries):
+        for item, lines in _harvest_file(path, root, options, summaries):
             used = isinstance(item, dict)
             ctx.count(str(path), used=lines if used else 0, rejected=0 if used else lines)
+            if ctx.progress:
+                ctx.progress(lines)
             yield item
-        ctx.count(str(path), used=sum(1 for row in _rows_with(path, '"summary"')
+        ctx.count(str(path), used=sum(1 for row in _rows_with(path, root, '"summary"')
                                       if row.get("type") == "summary" and not _in_tree(row)))
 
 
-def session_starts(events_file: Path) -> dict[str, dict]:
-    """`session_start` payloads by session id: what `gt prime` said each session is (gastown.md §10)."""
-    return {str(event["payload"]["session_id"]): event["payload"] for event in _rows_with(events_file, "session_start")
+def session_starts(events_file: Path, town_root: Path | None = None) -> dict[str, dict]:
+    """`session_start` payloads by session id: what `gt prime` said each session is (gastown.md §10).
+    The file is read only when it lies inside `town_root` (default: its own folder)."""
+    root = Path(os.path.realpath(town_root)) if town_root is not None else _own_folder(events_file)
+    return {str(event["payload"]["session_id"]): event["payload"]
+            for event in _rows_with(events_file, root, "session_start")
             if event.get("type") == "session_start" and isinstance(event.get("payload"), dict)
             and event["payload"].get("session_id")}
 
@@ -169,31 +176,39 @@ def _role_from_start(payload: dict, cwd: str, town_root: Path | None) -> tuple[s
     return name or role, rig, actor
 
 
-def _summaries(paths: Sequence[Path]) -> dict[str, str]:
+def _summaries(paths: Sequence[Path], root: Path | None = None) -> dict[str, str]:
     return {str(row["leafUuid"]): str(row.get("summary") or "") for path in paths
-            for row in _rows_with(path, '"summary"') if row.get("type") == "summary" and row.get("leafUuid")}
+            for row in _rows_with(path, root or _own_folder(path), '"summary"')
+            if row.get("type") == "summary" and row.get("leafUuid")}
 
 
-def _rows_with(path: Path, marker: str) -> Iterator[dict]:
-    """JSON objects on the lines holding `marker`: a pre-pass that parses few lines and reports none."""
+def _rows_with(path: Path, root: Path, marker: str) -> Iterator[dict]:
+    """JSON objects on the lines holding `marker`: a pre-pass that parses few lines and reports none
+    (a file `open_inside` refuses is reported by the main read). Streamed: a town's event feed may be big."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json_line(line) if marker in line else None
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    yield row
-    except OSError:
+        f = open_inside(path, root, max_bytes=None)
+    except Refused:
         return
+    with f:
+        for _, line in numbered_lines(f):
+            try:
+                row = json_line(line) if line is not None and marker in line else None
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield row
 
 
-def _harvest_file(path: Path, options: TranscriptOptions, summaries: dict[str, str]
+def _own_folder(path: Path) -> Path:
+    """The input folder of a file named on its own: where it really lies."""
+    return Path(os.path.realpath(Path(path).parent))
+
+
+def _harvest_file(path: Path, root: Path, options: TranscriptOptions, summaries: dict[str, str]
                   ) -> Iterator[tuple[dict | Rejected, int]]:
     """Each record or rejection with the number of file lines behind it."""
     rejected: list[Rejected] = []
-    lines = _read_lines(path, rejected)
+    lines = _read_lines(path, root, rejected)
     yield from ((r, 1) for r in rejected)
     _link(lines)
     by_uuid = {line.uuid: line for line in lines}
@@ -225,11 +240,15 @@ def _harvest_file(path: Path, options: TranscriptOptions, summaries: dict[str, s
             yield Rejected(f"{path}:{line.no}", "on an abandoned branch (a later turn replaced it)"), 1
 
 
-def _read_lines(path: Path, rejected: list[Rejected]) -> list[_Line]:
-    """Lines that can sit in the tree; a user/assistant line that cannot be read is rejected."""
+def _read_lines(path: Path, root: Path, rejected: list[Rejected]) -> list[_Line]:
+    """Lines that can sit in the tree; a user/assistant line that cannot be read is rejected (a file
+    `open_inside` refuses, with why)."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            numbered = [(no, text) for no, text in enumerate(f, 1) if text.strip()]
+        with open_inside(path, root) as f:
+            numbered = [(no, text) for no, text in numbered_lines(f) if text is None or text.strip()]
+    except Refused as exc:
+        rejected.append(Rejected(str(path), str(exc)))
+        return []
     except OSError as exc:
         rejected.append(Rejected(str(path), f"unreadable ({exc.strerror})"))
         return []
@@ -237,6 +256,9 @@ def _read_lines(path: Path, rejected: list[Rejected]) -> list[_Line]:
     first_at: dict[str, int] = {}
     for no, text in numbered:
         where = f"{path}:{no}"
+        if text is None:
+            rejected.append(Rejected(where, long_line()))
+            continue
         try:
             row = json_line(text)
         except ValueError as exc:
