@@ -28,11 +28,11 @@ from ..workspace import atomic_dir, content_id, is_complete, read_manifest, shor
 from .card import base_model_info, render_card
 from .gguf import GGUF_TYPES, check_supported, write_gguf
 from .merge import MERGED, merge_run
-from .parity import REPORTED, STRICT, Runtime, check_parity, parity_prompts
+from .parity import Runtime, check_parity, parity_prompts
 from .reload import check_gguf
 
 FORMATS = ("safetensors", "gguf")
-EXPORT_VERSION = 1  # bump when what an export writes or checks changes, so cached exports are redone
+EXPORT_VERSION = 2  # bump when what an export writes or checks changes, so cached exports are redone
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def export_model(spec: ExportSpec, *, train_dir: Path, home: Path, dataset_dir: 
     with atomic_dir(out) as tmp:
         _say(f"merging {trained['spec']['method']} run `{trained['id']}` into a float32 copy of `{base['name']}`")
         merge = merge_run(train_dir, trained, tmp, stop=stop)
-        runtimes = [Runtime("safetensors", tmp / MERGED, None, STRICT)]
+        runtimes = [Runtime("safetensors", tmp / MERGED, None)]
         reload = {}
         for gguf_type in spec.gguf_types if "gguf" in spec.formats else ():
             name = f"model-{gguf_type}.gguf"
@@ -104,7 +104,7 @@ def export_model(spec: ExportSpec, *, train_dir: Path, home: Path, dataset_dir: 
                        name=f"{base['name']}-gt-finetune-{short_id(trained['id'])}", base_license=base["license"])
             reload[name] = check_gguf(tmp / name, tmp / MERGED, gguf_type=gguf_type)
             _say(f"{name}: reload check passed ({reload[name]['tensors']} tensors)")
-            runtimes.append(Runtime(f"gguf-{gguf_type}", tmp, name, STRICT if gguf_type == "f16" else REPORTED))
+            runtimes.append(Runtime(f"gguf-{gguf_type}", tmp, name, lossy=gguf_type))
         prompts = parity_prompts(spec.parity_prompts)
         _say(f"parity: {len(prompts)} prompts, up to {spec.parity_tokens} tokens, "
              f"{len(runtimes)} runtime(s) against the trainer-side model")
@@ -175,7 +175,7 @@ def _stop_tokens(model_dir: Path, dataset: dict | None) -> tuple[int, list[int]]
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     end_of_turn = (dataset or {}).get("template", {}).get("end_of_turn")
     if end_of_turn is None:
         _say(f"no dataset manifest: the trained end-of-turn token is unknown; stopping on EOS "

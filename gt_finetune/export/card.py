@@ -231,13 +231,24 @@ def _files_section(files: list[dict], reload: dict) -> str:
 def _parity_section(parity: dict) -> str:
     lines = ["## Parity", "", f"Greedy decoding of {len(parity['prompts'])} prompts ({', '.join(f'`{p}`' for p in parity['prompts'])}), "
              f"up to {parity['max_new_tokens']} tokens, against the {parity['reference']}: {parity['summary']}.", "",
-             "| runtime | prompts identical | ended on end-of-turn | stop ids | max logit difference |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['agree']}/{r['of']} | {r['ended_at_end_of_turn']} | {r['stop_token_ids']} | "
-              f"{r['max_logit_difference']:.2g} |" for name, r in parity["runtimes"].items()]
+             "Exact formats must decode identical tokens. Lossy ones (GGUF f16, q8_0) round every weight, so each is "
+             "fed the trainer-side model's answers instead, and its logits must stay within its format's bound (in "
+             "standard deviations of the trainer-side model's logits at each position); a token may differ only "
+             "where the trainer-side model's choice led by less than that bound (a near-tie).", "",
+             "| runtime | held to | prompts identical | ended on end-of-turn | stop ids | max logit difference |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {_held_to(r)} | {r['agree']}/{r['of']} | {r['ended_at_end_of_turn']} | "
+              f"{r['stop_token_ids']} | {r['max_logit_difference']:.2g} |" for name, r in parity["runtimes"].items()]
     lines += ["", f"End of turn: `{parity['end_of_turn']['token']}` (id {parity['end_of_turn']['id']}); the trainer-side "
                   f"model ended {parity['reference_ended_at_end_of_turn']} of its answers on it within the budget."]
     return "\n".join(lines)
+
+
+def _held_to(runtime: dict) -> str:
+    if runtime["mode"] == "strict":
+        return "identical tokens"
+    return (f"logits within {runtime['logit_bound']} sd ({runtime['max_share_of_bound']:.0%} of it used), "
+            f"{_count(runtime['near_ties'], 'flipped near-tie')}")
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -64,7 +64,7 @@ def write_gguf(merged_dir: Path, path: Path, *, gguf_type: str, end_of_turn_id: 
 
     config = json.loads((merged_dir / "config.json").read_text(encoding="utf-8"))
     check_supported(config, where=merged_dir)
-    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir, local_files_only=True)
     arch = config["model_type"]
     writer = gguf.GGUFWriter(path, arch)
     q8 = gguf_type == "q8_0"

@@ -26,11 +26,12 @@ def load_trainer_side(train_dir: Path, trained: dict):
     from transformers import AutoModelForCausalLM
 
     if trained["spec"]["method"] == "full":
-        return AutoModelForCausalLM.from_pretrained(train_dir / "model", dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(train_dir / "model", dtype=torch.float32, local_files_only=True)
     from peft import PeftModel
 
-    base = AutoModelForCausalLM.from_pretrained(_full_precision_base(trained), dtype=torch.float32)
-    return PeftModel.from_pretrained(base, train_dir / ADAPTER)
+    base = AutoModelForCausalLM.from_pretrained(_full_precision_base(trained), dtype=torch.float32,
+                                                local_files_only=True)
+    return PeftModel.from_pretrained(base, train_dir / ADAPTER, local_files_only=True)
 
 
 def merge_run(train_dir: Path, trained: dict, out: Path, *, stop: list[int]) -> dict:
@@ -56,7 +57,7 @@ def merge_run(train_dir: Path, trained: dict, out: Path, *, stop: list[int]) -> 
     model.generation_config.eos_token_id = stop  # what the base already stopped on, and the trained end of turn
     merged = out / MERGED
     model.save_pretrained(merged, safe_serialization=True)
-    AutoTokenizer.from_pretrained(trained["model_dir"]).save_pretrained(merged)
+    AutoTokenizer.from_pretrained(trained["model_dir"], local_files_only=True).save_pretrained(merged)
     if method != "full":
         shutil.copytree(weights, out / ADAPTER)
     return {"method": method, "base": trained["model_dir"], "dtype": "float32",
