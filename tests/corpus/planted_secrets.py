@@ -7,6 +7,15 @@ alphabet) and is fake: none was ever issued by a provider. `planted` lists (fami
 per distinct value; families are the redactor's rule ids. A base64 blob is planted under the family
 of the secret inside it, because the redactor replaces the whole blob as that family. The records
 also carry `KEPT` strings and ids (UUIDs, git SHAs, content hashes, bead ids) that must survive.
+
+    cases = round2_cases(seed=0)             # Case(raw, carrier: text or meta, form), issue 15's forms
+    records, raws = round2_records(seed=0)   # the same as canonical records, and their raw values
+    planted_values(seed=0)                   # every raw value both generators plant
+
+The round-2 cases add what the first corpus lacked: key names that make a git-SHA-like value a
+secret, prose, credential query parameters, shell flags, base64 wrapped over lines, short key names
+(JSON, YAML, dotenv, tool input), SSNs and card numbers, and a provider-format key in every `meta`
+field a source writes (`KEPT_ROUND2` holds their look-alikes that must survive).
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import base64
 import json
 import random
 import string
+from typing import NamedTuple
 
 from gt_finetune.corpus.records import make_record
 
@@ -72,6 +82,10 @@ class _Fake:
 
     def password(self) -> str:
         return f"{self.pick(WORDS).title()}-{self.pick(WORDS)}-{self.rng.randint(10, 9999)}{self.pick('!%^*.~')}"
+
+    def passphrase(self) -> str:
+        """Words and digits, safe in a URL: too regular for the entropy layer, only its context gives it away."""
+        return f"{self.pick(WORDS)}{self.rng.randint(100, 9999)}{self.pick(WORDS)}"
 
     # secrets, one method per family
     def aws_access_key_id(self, prefix: str = "AKIA") -> str:
@@ -170,9 +184,32 @@ class _Fake:
         """A base64 blob of `text`, planted under the family of the secret in it."""
         return self.plant(family, base64.b64encode(text.encode()).decode())
 
+    def ssn(self) -> str:
+        """A US social security number that passes the format rules (no 000/666/9xx area, 00 group, 0000 serial)."""
+        area = self.pick([a for a in range(1, 900) if a != 666])
+        return self.plant("ssn", f"{area:03d}-{self.rng.randint(1, 99):02d}-{self.rng.randint(1, 9999):04d}")
+
+    def card_number(self, sep: str = "") -> str:
+        """A Luhn-valid card number of a real network (Visa, Mastercard, Amex), grouped as printed on the card."""
+        prefix, length, groups = self.pick((("4", 16, (4, 4, 4, 4)), ("5" + self.pick("12345"), 16, (4, 4, 4, 4)),
+                                            ("3" + self.pick("47"), 15, (4, 6, 5))))
+        body = prefix + self.s(string.digits, length - len(prefix) - 1)
+        digits = body + str(luhn_check_digit(body))
+        parts, at = [], 0
+        for n in groups:
+            parts.append(digits[at:at + n])
+            at += n
+        return self.plant("card_number", sep.join(parts) if sep else digits)
+
 
 def _b64url(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def luhn_check_digit(body: str) -> int:
+    """The digit that makes `body` + it pass the Luhn check."""
+    total = sum(d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(map(int, reversed(body))))
+    return -total % 10
 
 
 TOOLS = [
@@ -477,3 +514,150 @@ def strings(value):
     elif isinstance(value, list):
         for v in value:
             yield from strings(v)
+
+
+# -- round 2 (issue 15): key contexts, shell flags, PII kinds and metadata the first corpus left out --------
+
+class Case(NamedTuple):
+    """One planted value: `raw` must appear nowhere after redaction; `carrier` is the text or the record
+    `meta` holding it; `form` names the shape, for test ids (`tool_input_…` texts are tool-call arguments)."""
+
+    raw: str
+    carrier: str | dict
+    form: str
+
+
+# Every `meta` field a source writes, and a future one nested in a dict and a list.
+META_FIELDS = ("generated_by", "rig", "bead_id", "session", "created_at", "updated_at", "closed_at", "summary",
+               "formula", "actor", "assignee", "recipient", "cwd", "location", "model", "role", "kind", "event",
+               "lines", "source")
+# Look like round-2 secrets or PII and are not: order numbers that fail the Luhn check, flags without a
+# value, git SHAs in commit messages, `bd`/`gt` commands, test output.
+KEPT_ROUND2 = (
+    "order 4111111111111112 shipped", "invoice 5500-0000-0000-0005 paid", "mysql -u root -p harbor",
+    "curl -u $DEPLOY_USER:$DEPLOY_PASSWORD https://api.harbor.io", "https://api.harbor.io/v1/berths?page=2&sort=name",
+    "Merged as 3adf61e1234567890abcdef1234567890abcdef1 on main", "bd close hb-03n --reason 'fixed in 3adf61e'",
+    "gt sling hb-7gv harbor && gt nudge harbor/witness 'check hb-7gv'", "--- PASS: TestParse/case_1 (0.00s)",
+    "the password is correct", "the token is valid for 3600 seconds", "api_key: str = None", "token: 4096",
+    "PWD=/srv/harbor", '{"key": "hb-03n", "pwd": "/srv/harbor/polecats/nux"}', "SSN field 000-12-3456 is invalid",
+    "call 415-555-0100", "built 2026-11-03 at 12:32:20", "?auth=$HARBOR_TOKEN", "pass: 12/12 tests",
+    "sha: 3adf61e1234567890abcdef1234567890abcdef1, ok",
+)
+_META_KEYS = ("github_token", "anthropic_key", "openai_key", "slack_token", "huggingface_token", "aws_access_key_id",
+              "stripe_key", "npm_token", "gitlab_token", "google_api_key")
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    blob = base64.b64encode(text.encode()).decode()
+    return [blob[i:i + width] for i in range(0, len(blob), width)]
+
+
+def round2_cases(seed: int = 0) -> list[Case]:
+    """Every form issue 15 found missed: key names beating the SHA exemption, prose, query strings, shell
+    flags, base64 split across lines, short key names in JSON/YAML/dotenv and tool input, SSNs and card
+    numbers, and a provider-format key in every `meta` field (nested ones too). Deterministic per seed."""
+    f = _Fake(seed)
+    pw, phrase = f.password, f.passphrase
+    cases: list[Case] = []
+
+    def text(form: str, template: str, raw: str) -> None:
+        cases.append(Case(raw, template.format(raw), form))
+
+    # key-name context beats the git-SHA and identifier exemptions
+    text("api_key_hex_before_comment", "api_key: {} # rotated in hb-03n", f.sha(40))
+    text("api_key_hex_mid_line", "loaded config api_key: {}, region: us-east-1", f.sha(40))
+    text("secret_hex_mid_line", "client_secret: {} (from the vault)", f.sha(64))
+    text("token_bead_like", "deploy token: {} expires tonight", f"hb-{f.s(HEX, 12)}")
+    # prose
+    text("prose_password_is", "The DB password is {}", pw())
+    text("prose_password_is_sentence", "The DB password is {}. Use it only from the vault host.", pw())
+    text("prose_token_was", "the deploy token was {} until the rotation", phrase())
+    text("prose_passphrase_quoted", "The SSH key passphrase is '{}'", pw())
+    # query strings
+    text("query_auth", "GET https://api.harbor.io/v1/berths?auth={} HTTP/1.1", phrase())
+    text("query_token_after_amp", "POST https://hooks.harbor.io/notify?channel=ops&token={}", phrase())
+    text("query_api_key", "curl 'https://maps.harbor.io/geo?q=berth+42&api_key={}'", phrase())
+    text("query_sig", "https://harborblob.blob.core.windows.net/logs/a.txt?sv=2022-11-02&sig={}%3D", phrase())
+    text("query_key_random", "wss://live.harbor.io/feed?key={}&v=2", f.s(B62, 40))
+    # shell flags
+    text("mysql_p_attached", "mysql -uroot -p{} harbor -e 'select 1'", pw())
+    text("mysql_p_quoted", "mysql -h db.harbor.internal -u harbor -p'{}' harbor", pw())
+    text("mysql_password_eq", "mysql -u root --password={} harbor", pw())
+    text("mysqldump_p", "mysqldump -uharbor -p{} --single-transaction harbor > dump.sql", pw())
+    text("curl_u", "curl -sS -u admin:{} https://api.harbor.io/v1/health", pw())
+    text("curl_u_quoted", "curl -u 'deploy-bot:{}' -X POST https://ci.harbor.io/job/build", pw())
+    text("curl_user_eq", "curl --user=ops:{} https://api.harbor.io", pw())
+    text("wget_password", "wget --user ops --password {} https://files.harbor.io/dump.sql", pw())
+    text("sshpass_p", "sshpass -p {} ssh ops@bastion.harbor.io", pw())
+    text("redis_cli_a", "redis-cli -h cache.harbor.internal -a {} ping", pw())
+    text("pass_flag_eq", "harbor-admin login --pass={} --user ops", pw())
+    # a base64 blob wrapped over lines: each line must go, not only the one holding the secret's prefix
+    for width in (76, 24):
+        lines = _wrapped(f"STRIPE_API_KEY=sk_live_{f.s(B62, 40)}\nCHANNEL=#ops-{width}\n", width)
+        carrier = f"kubectl get secret billing-{width} -o yaml\ndata:\n  billing.env: |\n" + "\n".join(lines) + "\n"
+        for i, line in enumerate(lines):
+            if len(line) >= 12:
+                cases.append(Case(line, carrier, f"base64_wrapped_{width}_line_{i}"))
+    escaped = "\\n".join(_wrapped(f"GITHUB_TOKEN=ghp_{f.s(B62, 36)}\n", 20))
+    for i, line in enumerate(escaped.split("\\n")):
+        cases.append(Case(line, f'{{"output": "{escaped}\\n"}}', f"base64_wrapped_escaped_line_{i}"))
+    # short key names: JSON, tool input, YAML, dotenv
+    for key in ("pw", "pwd", "pass", "passwd", "passphrase", "secret", "token", "auth"):
+        text(f"json_{key}", f'{{{{"user": "ops", "{key}": "{{}}"}}}}', phrase())
+        text(f"tool_input_{key}", f'{{{{"host": "db.harbor.internal", "{key}": "{{}}"}}}}', pw())
+    for key in ("pw", "pass", "passwd", "passphrase"):
+        text(f"yaml_{key}", f"database:\n  user: harbor\n  {key}: {{}}\n  host: db\n", pw())
+    for name in ("DB_PASS", "PW", "SMTP_PW", "REDIS_PASS", "ADMIN_PASS"):
+        text(f"dotenv_{name.lower()}", f"LOG_LEVEL=info\n{name}={{}}\nPORT=8080\n", pw())
+    # PII
+    for template in ("SSN {} on file", "ssn: {}", "Social security number {} (verified)"):
+        text("ssn", template, f.ssn())
+    for sep, template in (("", "card {} exp 04/29"), (" ", "Card number: {}, CVV on file"),
+                          ("-", "charged {} twice"), ("", '{{"card": "{}"}}')):
+        text(f"card_{sep or 'plain'}", template, f.card_number(sep))
+    # a provider-format key (or PII) in every meta field, nested future fields too
+    keys = [getattr(f, family)() for family in _META_KEYS]
+    for i, field in enumerate(META_FIELDS):
+        key = keys[i % len(keys)]
+        value = {"generated_by": f"agent:harbor/{key}", "cwd": f"/srv/harbor/{key}", "summary": f"Rotated {key}",
+                 "location": f"/srv/harbor/transcripts/{key}.jsonl", "formula": f"mol-{key}"}.get(field, key)
+        cases.append(Case(key, {"source": "planted", "rig": "harbor", field: value}, f"meta_{field}"))
+    cases.append(Case(keys[0], {"source": "planted", "extra": {"reviewer": {"note": f"uses {keys[0]}"}}},
+                      "meta_nested_dict"))
+    cases.append(Case(keys[1], {"source": "planted", "tags": ["ok", keys[1]]}, "meta_nested_list"))
+    ssn, email = f.ssn(), f.email()
+    cases.append(Case(ssn, {"source": "planted", "summary": f"customer SSN {ssn}"}, "meta_summary_ssn"))
+    cases.append(Case(email, {"source": "planted", "generated_by": email}, "meta_generated_by_email"))
+    return cases
+
+
+def round2_records(seed: int = 0) -> tuple[list[dict], list[str]]:
+    """Canonical records carrying every `round2_cases` value, and the raw values. A text goes in a user
+    message, an assistant tool call and its tool result (a `tool_input_…` one as the call's arguments),
+    once per distinct text; a meta case is a record's meta. No two records are duplicates."""
+    records, raws, texts = [], [], set()
+    for n, case in enumerate(round2_cases(seed)):
+        raws.append(case.raw)
+        if isinstance(case.carrier, dict):
+            messages = [{"role": "user", "content": f"Patrol the harbor rig ({case.form})."},
+                        {"role": "assistant", "content": "Nothing to report."}]
+            records.append(make_record(messages, case.carrier, TOOLS))
+            continue
+        if case.carrier in texts:
+            continue
+        texts.add(case.carrier)
+        call_id = f"toolu_01round2{n:04d}"
+        arguments = case.carrier if case.form.startswith("tool_input_") else json.dumps({"command": case.carrier})
+        messages = [{"role": "user", "content": f"Look at this:\n{case.carrier}"},
+                    {"role": "assistant", "content": "", "tool_calls": [
+                        {"id": call_id, "type": "function", "function": {"name": "Bash", "arguments": arguments}}]},
+                    {"role": "tool", "tool_call_id": call_id, "name": "Bash", "content": case.carrier},
+                    {"role": "assistant", "content": "Filed hb-03n to rotate it."}]
+        records.append(make_record(messages, {"source": "planted", "rig": "harbor", "actor": "harbor/polecats/nux"},
+                                   TOOLS))
+    return records, list(dict.fromkeys(raws))
+
+
+def planted_values(seed: int = 0) -> list[str]:
+    """Every raw value both generators plant for a seed: nothing in this list may survive a build."""
+    return list(dict.fromkeys([raw for _, raw in planted_corpus(seed)[1]] + round2_records(seed)[1]))
