@@ -44,19 +44,16 @@ def hold_trainer(tmp_path, monkeypatch):
     return hold
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared() -> Path:
+    """`../shared`, else a skip: a bare clone has none. CI has it and sets GT_FINETUNE_REQUIRE_SHARED,
+    so fixtures that went missing there fail instead of quietly skipping."""
     if not (SHARED / "fixtures" / "real").is_dir():
-        missing_fixtures(f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)")
+        reason = f"shared fixtures not found at {SHARED} (set GT_FINETUNE_SHARED)"
+        if os.environ.get("GT_FINETUNE_REQUIRE_SHARED"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return SHARED
-
-
-def missing_fixtures(reason: str) -> None:
-    """Skip: a bare clone has no `../shared`. CI has it and sets GT_FINETUNE_REQUIRE_SHARED, so a
-    fixture that went missing there fails instead of quietly skipping."""
-    if os.environ.get("GT_FINETUNE_REQUIRE_SHARED"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ file nested 100k deep, a directory, a FIFO or a symlink loop is one `error:` lin
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +15,8 @@ import pytest
 
 from gt_finetune.cli import main
 from gt_finetune.registry import Registry
+
+from kit import time_limit
 
 SETTINGS = '{\n  "type": "town-settings",\n  "version": 1\n}\n'
 # Both racers read the file, then wait before going on, so without a lock both plan on the same bytes.
@@ -119,14 +120,8 @@ def test_a_hostile_settings_file_is_one_error_line_and_left_alone(isolated, tmp_
     before = snapshot(settings)
     capsys.readouterr()
 
-    def hung(*_):
-        raise TimeoutError(f"`{command}` hangs on {make.__name__}")
-    signal.signal(signal.SIGALRM, hung)
-    signal.alarm(20)
-    try:
+    with time_limit(20, f"`{command}` on {make.__name__}"):
         code = main(deploy_argv(model, "ft-dog", settings) if command == "deploy" else ["rollback"])
-    finally:
-        signal.alarm(0)
     err = capsys.readouterr().err
     assert code == 1, err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]

@@ -26,26 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sql import conftest as sql_fixtures  # noqa: E402  (the `mysql` fixture and its skip when no server)
 from sql.load import load_backup  # noqa: E402
 
+from kit import CORPUS_JOB  # noqa: E402
+
 mysql = sql_fixtures.mysql
-CORPUS_JOB = """
-formula = "corpus-job"
-type = "workflow"
-version = 1
-description = "Just the harvest, from the inputs in `source`"
-
-[vars.source]
-description = "kind:location pairs"
-required = true
-
-[[steps]]
-id = "corpus"
-title = "Harvest the corpus"
-[steps.finetune]
-action = "corpus"
-source = "{{source}}"
-min_examples = "1"
-force = "true"
-"""
 
 
 class Proxy:

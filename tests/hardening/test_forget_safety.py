@@ -9,7 +9,6 @@ hanging `corpus forget` and, once saved, every later harvest.
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from gt_finetune.cli import main
 from gt_finetune.corpus import SAMPLE_TOWN, CorpusSpec, build_corpus
 from gt_finetune.errors import InputError
 from gt_finetune.workspace import read_jsonl
+
+from kit import time_limit
 
 SECRET = "Ottilie Brandwhistle"  # a name no redaction rule knows: only `forget` can take it out
 
@@ -43,10 +44,8 @@ def backup(tmp_path):
 @pytest.fixture(autouse=True)
 def no_hang():
     """A pattern that backtracks for ever fails the test instead of hanging it."""
-    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("timed out: a pattern ran without a limit"))
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
+    with time_limit(30, "a pattern without a limit"):
+        yield
 
 
 def holding(root, text: str) -> list[str]:

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,8 @@ from gt_finetune.cli import main
 from gt_finetune.corpus import SAMPLE_TOWN, CorpusSpec, build_corpus
 from gt_finetune.town import load_town
 from gt_finetune.workspace import read_jsonl
+
+from kit import time_limit
 
 REASON = "Fixed it and added a regression test."
 PRIVATE = "only the operator may read this private line"
@@ -52,24 +53,6 @@ def everything_written(home: Path) -> str:
 
 def rejected_of(manifest) -> list[dict]:
     return read_jsonl(manifest.path / "rejected.jsonl")
-
-
-class Hang(BaseException):
-    """Not an OSError (as TimeoutError is), so no `except OSError` in the code under test swallows it."""
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """A hang becomes a failure (SIGALRM interrupts a blocking open() of a FIFO)."""
-    def expired(*_):
-        raise Hang(f"still running after {seconds} s: the harvest hangs")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:

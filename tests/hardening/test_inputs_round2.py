@@ -4,7 +4,6 @@ line and exit 1, never a traceback (exit 4), a hang or a request to a model hub.
 import ast
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,16 +19,16 @@ from gt_finetune.corpus.health import HealthConfig
 from gt_finetune.errors import InputError
 from gt_finetune.train.plan import PlanSettings
 
+from kit import time_limit
+
 PACKAGE = Path(gt_finetune.__file__).resolve().parent
 LONG = "x" * 5000
 
 
 @pytest.fixture(autouse=True)
 def no_hang():
-    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("timed out: the command blocked"))
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
+    with time_limit(60, "the command"):
+        yield
 
 
 def run_cli(capsys, *argv):

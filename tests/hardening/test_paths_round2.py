@@ -15,7 +15,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from gt_finetune.registry import Registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_settings import fuzz  # noqa: E402
+from kit import time_limit  # noqa: E402
 
 LONG = "x" * 5000
 NOT_WRITABLE = ("not writable", "read-only", "permission denied")  # what the one line says, mount or modes
@@ -38,15 +38,8 @@ QUICK_FAIL = ("--var", "min_examples=1000000", "--var", "calibrate=false")  # fa
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
     """`gt-finetune argv` in this process, under a generous alarm that turns a hang into a failure."""
-    def hung(*_):
-        raise TimeoutError(f"gt-finetune {' '.join(a[:40] for a in argv)} hung")
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
+    with time_limit(60, f"gt-finetune {' '.join(a[:40] for a in argv)}"):
         code = main(list(argv))
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -11,28 +11,11 @@ from gt_finetune.cli import main
 from gt_finetune.corpus import harvest as harvest_mod
 from gt_finetune.corpus.records import Rejected
 
+from kit import CORPUS_JOB
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "corpus"))
 from planted_secrets import planted_corpus, planted_values, round2_records  # noqa: E402
 
-CORPUS_JOB = """
-formula = "corpus-job"
-type = "workflow"
-version = 1
-description = "Just the harvest, from the inputs in `source`"
-
-[vars.source]
-description = "kind:location pairs"
-required = true
-
-[[steps]]
-id = "corpus"
-title = "Harvest the corpus"
-[steps.finetune]
-action = "corpus"
-source = "{{source}}"
-min_examples = "1"
-force = "true"
-"""
 
 
 @pytest.fixture

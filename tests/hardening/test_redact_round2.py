@@ -4,10 +4,8 @@ string of a record's `meta`, and inputs that made its rules quadratic (or worse)
 The planted values come from `round2_cases` in tests/corpus/planted_secrets.py, the generator the
 end-to-end "no planted value anywhere" test uses too.
 """
-import contextlib
 import json
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from gt_finetune.corpus.redact import PlaceholderScope, RedactionConfig, Redacto
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "corpus")]
 from fuzz_settings import fuzz  # noqa: E402
+from kit import time_limit  # noqa: E402
 from planted_secrets import KEPT_ROUND2, META_FIELDS, round2_cases, round2_records, strings  # noqa: E402
 
 REDACTOR = Redactor()
@@ -203,20 +202,6 @@ def test_a_provider_key_in_meta_is_redacted_even_with_pii_off():
 
 # -- item 12: no input makes a rule quadratic -----------------------------------------------------
 
-@contextlib.contextmanager
-def within(seconds: int):
-    """Turns a hang into a failure; linear work on these inputs takes a small fraction of the limit."""
-    def expired(signum, frame):
-        raise TimeoutError(f"redaction took over {seconds}s: superlinear on this input")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 # The issue's two inputs, and one per rule or filter that was superlinear on its own shape.
 ISSUE_INPUTS = {
     "token_then_dashes": lambda n: "token\n" + "-" * n,
@@ -243,7 +228,7 @@ def test_pathological_input_finishes(name, size):
     """At 200k characters a quadratic rule needs about 10^10 steps and trips the alarm; linear work is
     well under a second."""
     text = PATHOLOGICAL[name](size)
-    with within(20):
+    with time_limit(20, "redaction"):
         REDACTOR.redact_text(text, PlaceholderScope())
 
 
@@ -251,7 +236,7 @@ def test_a_pathological_record_finishes():
     content = PATHOLOGICAL["long_value_found_by_its_context"](200_000) + PATHOLOGICAL["private_key_headers"](200_000)
     record = make_record([{"role": "user", "content": content}],
                          {"summary": PATHOLOGICAL["token_then_dashes"](200_000)})
-    with within(20):
+    with time_limit(20, "redaction"):
         red, _, reason = REDACTOR.redact_record(record)
     assert red is not None, reason
 

@@ -6,10 +6,8 @@ the folders install writes into (`.beads/formulas`, `plugins`, `<rig>/directives
 anything: a route out of the town, a symlink to the operator's files, JSON of any shape, nesting
 past the stack, a byte-order mark, bytes that are not UTF-8, a FIFO.
 """
-import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -24,26 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 from fake_town import make_town  # noqa: E402
 from fuzz_settings import fuzz  # noqa: E402
+from kit import time_limit  # noqa: E402
 
 FUZZ = fuzz(30)
 BOM = b"\xef\xbb\xbf"
 DEEP = b"[" * 100_000
 FT_ROUTE = '{"prefix":"ft-","path":"finetune/mayor/rig"}'
 BOOKKEEPING = ("fake-bd.json", "fake-bd.log", "fake-bd.calls", ".gt-finetune-installed.json")
-
-
-@contextlib.contextmanager
-def time_limit(seconds: int = 20):
-    """A hang becomes a failure (generous: this is no timing assertion)."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds}s: a hang")
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -113,7 +98,7 @@ def test_a_target_outside_the_town_is_refused_and_nothing_is_written(town, capsy
     root, outside = town
     named = ESCAPES[escape](root, outside)
     before_town, before_outside = files_under(root), files_under(outside)
-    with time_limit():
+    with time_limit(20):
         code = main(["install", "--town", str(root), *(["--dry-run"] if dry_run else [])])
     _, err = capsys.readouterr()
     assert code == 1, err
@@ -234,7 +219,7 @@ def test_a_rigs_json_that_is_no_file_is_a_warning_not_a_hang(tmp_path, capsys, k
     root = plain_town(tmp_path)
     path = root / "mayor" / "rigs.json"
     path.mkdir() if kind == "directory" else os.mkfifo(path)
-    with time_limit():
+    with time_limit(20):
         town = load_town(root, env={})
     assert town.rigs == ()
     assert f"warning: {path}: not a regular file" in capsys.readouterr().err
@@ -372,7 +357,7 @@ def test_fuzz_town_files_give_an_exit_code_never_a_traceback_or_a_hang(tmp_path_
         (root / rig / "mayor" / "rig").mkdir(parents=True)
         (root / rig / "config.json").write_bytes(rig_config)
     before = files_under(root.parent)
-    with time_limit():
+    with time_limit(20):
         try:
             load_town(root, env={})
         except InputError as exc:

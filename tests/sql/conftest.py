@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import missing_fixtures
-
 from .load import load_backup
 
 HERE = Path(__file__).resolve().parent
@@ -105,9 +103,8 @@ def mysql() -> MySQLServer:
 
 
 @pytest.fixture(scope="session")
-def carolina_backup() -> Path:
-    if not (CAROLINA_BACKUP / "issues.jsonl").is_file():
-        missing_fixtures(f"carolina-futons backup not found at {CAROLINA_BACKUP} (set GT_FINETUNE_SHARED)")
+def carolina_backup(shared) -> Path:
+    assert (CAROLINA_BACKUP / "issues.jsonl").is_file(), f"the carolina-futons backup is missing from {shared}"
     return CAROLINA_BACKUP
 
 
