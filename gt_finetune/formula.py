@@ -9,14 +9,13 @@ import graphlib
 import json
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gt_finetune.errors import InputError
-from gt_finetune.workspace import shown
+from gt_finetune.workspace import open_regular, shown
 
 VAR_TYPES = ("string", "int", "bool", "float")
 SUFFIXES = (".formula.toml", ".formula.json")
@@ -271,12 +270,7 @@ def _read(path: Path) -> bytes:
     Raises:
         OSError: it cannot be opened. ValueError: not a regular file, or too big.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ValueError(f"not a regular file ({kind})")
+    with os.fdopen(open_regular(path), "rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"over {MAX_FILE_BYTES // (1 << 20)} MB; a formula is a few KB")

@@ -164,12 +164,41 @@ def _regular_file_mode(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(mode):
-        kind = ("a symlink" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket")
-        raise InputError(f"{shown(path)} is {kind}, not a regular file: refusing to replace it",
+        raise InputError(f"{shown(path)} is {file_kind(mode)}, not a regular file: refusing to replace it",
                          hint="write to a new file name, or to the file the link points at")
     return stat.S_IMODE(mode)
+
+
+class NotRegularFile(ValueError):
+    """What is at a path is a folder, a FIFO, a device or a socket; the message says which."""
+
+
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, *, perms: int = 0o644) -> int:
+    """A blocking descriptor of `path`, when it is a regular file. A town's files are written by its
+    agents: opened with O_NONBLOCK so a FIFO is not waited on for ever, and checked with fstat before
+    a byte is read or written (`/dev/zero` never ends). Add O_NOFOLLOW to `flags` to refuse a link.
+
+    Raises:
+        OSError: it cannot be opened (ELOOP: a link, under O_NOFOLLOW). NotRegularFile: it is opened
+            but is not a regular file.
+    """
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, perms)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"not a regular file ({file_kind(mode)})")
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message."""
+    return ("a symlink" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -182,6 +211,20 @@ def canonical_json(obj) -> str:
 
 def write_json(path: Path, obj, *, sort_keys: bool = True) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False, default=str) + "\n")
+
+
+def parse_json(text: str) -> object:
+    """JSON text's value; ValueError saying why not (its cause keeps json's line number), also past
+    Python's limits (4300-digit numbers, nesting deeper than the stack), which json reports as other
+    errors: a town's files and lines are written by its agents."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg) from exc
+    except ValueError:
+        raise ValueError("a number too long to read") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:

@@ -7,10 +7,9 @@ is the same record.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
-from ..workspace import canonical_json
+from ..workspace import canonical_json, parse_json
 
 HUMAN_MARKERS = ("@", "overseer")
 
@@ -42,10 +41,6 @@ def json_line(line: str):
     """One JSONL line's value; ValueError with the reason a reader reports when the line cannot be
     read: bad syntax, a number past Python's 4300-digit limit, or nesting deeper than the stack."""
     try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg})") from None
-    except ValueError:
-        raise ValueError("not JSON (a number too long to read)") from None
-    except RecursionError:
-        raise ValueError("not JSON (nested too deeply)") from None
+        return parse_json(line)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None

@@ -10,14 +10,13 @@ import hashlib
 import itertools
 import json
 import os
-import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gt_finetune.errors import InputError
+from gt_finetune.workspace import NotRegularFile, open_regular, write_bytes
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -114,14 +113,13 @@ def read_bytes(path: Path) -> bytes | None:
             the read forever, a device, a symlink loop, no permission).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+        fd = open_regular(path)
     except FileNotFoundError:
         return None
+    except NotRegularFile as e:
+        raise _unusable(path, str(e)) from None
     except OSError as e:
         raise _unusable(path, e.strerror or str(e)) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise _unusable(path, "not a regular file")
     with os.fdopen(fd, "rb") as f:
         return f.read()
 
@@ -200,25 +198,9 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside `path`, same permissions as the file it replaces, then rename."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """`write_bytes` (temp file, rename; a replaced file keeps its permissions), a new file getting
+    what the operator's umask gives, not the workspace's private 0600: these are the town's files."""
+    write_bytes(path, data, mode=0o666 & ~_umask())
 
 
 def sha256_of(data: bytes) -> str:

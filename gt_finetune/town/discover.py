@@ -8,10 +8,8 @@ bad rig registry, rig `config.json` or daemon setting is a warning and costs onl
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import InputError
-from ..workspace import safe_name, shown
+from ..workspace import NotRegularFile, open_regular, parse_json, safe_name, shown
 
 DEFAULT_DOLT_PORT = 3307
 MAX_TOWN_FILE = 8 << 20  # bytes; gt's JSON files are a few KiB, so more is not a town file
@@ -192,7 +190,7 @@ def read_routes(path: Path) -> list[Route]:
         if not line or line.startswith("#"):
             continue
         try:
-            routes.append(_route(_loads(line)))
+            routes.append(_route(parse_json(line)))
         except ValueError as exc:
             raise InputError(
                 f"{path}:{lineno}: not a route ({exc}): {shown(line[:80])}",
@@ -262,12 +260,11 @@ def read_town_file(path: Path) -> str:
         InputError: naming `path` and what is wrong with it.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_regular(path)
+    except NotRegularFile as exc:
+        raise InputError(f"{path}: {exc}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{path}: not a regular file")
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_TOWN_FILE + 1)
     if len(data) > MAX_TOWN_FILE:
@@ -287,26 +284,13 @@ def read_json(path: Path) -> dict:
     """
     text = read_town_file(path)
     try:
-        data = _loads(text)
+        data = parse_json(text)
     except ValueError as exc:
         line = getattr(exc.__cause__, "lineno", 1)
         raise InputError(f"{path}:{line}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _loads(text: str) -> object:
-    """JSON text's value; ValueError saying why not, also past Python's limits (4300-digit numbers,
-    nesting deeper than the stack), which json reports as other errors."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(exc.msg) from exc
-    except ValueError:
-        raise ValueError("a number too long to read") from None
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
 
 
 def optional(path: Path, read: Callable[[Path], T]) -> T | None:

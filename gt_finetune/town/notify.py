@@ -24,7 +24,6 @@ import errno
 import fcntl
 import json
 import os
-import stat
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from ..beads.embedded import now_iso
 from ..errors import InputError
-from ..workspace import shown
+from ..workspace import NotRegularFile, open_regular, shown
 from . import retry
 from .discover import Town
 
@@ -104,17 +103,17 @@ def append_locked(path: Path, line: str) -> None:
 
 def _open_append(path: Path):
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO nobody reads
-            raise InputError(f"{shown(path)} is not a regular file: refusing to append to it",
-                             hint="remove it; gt-finetune and gt create it again") from exc
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{shown(path)} is not a regular file: refusing to append to it",
-                         hint="remove it; gt-finetune and gt create it again")
-    return os.fdopen(fd, "ab")
+        if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a symlink; a FIFO nobody reads; a folder
+            raise
+        refused = exc
+    except NotRegularFile as exc:
+        refused = exc
+    else:
+        return os.fdopen(fd, "ab")
+    raise InputError(f"{shown(path)} is not a regular file: refusing to append to it",
+                     hint="remove it; gt-finetune and gt create it again") from refused
 
 
 class Notifier:

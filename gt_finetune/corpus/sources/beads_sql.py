@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ...errors import ExternalError, InputError
+from ...workspace import shown
 from ..records import Rejected, generated_by, make_record
 from .beads_rows import bead_record, role_of
 from .context import HarvestContext
@@ -176,14 +177,14 @@ def connection_settings(location: str, ctx: HarvestContext) -> dict:
     if port_text is not None:
         port = _port(port_text)
         if port is None:
-            raise _bad_location(location, f"port `{_shown(port_text)}` is not a number from 1 to 65535")
+            raise _bad_location(location, f"port `{shown(port_text)}` is not a number from 1 to 65535")
     elif dolt:
         port = dolt.port
     else:
         env = os.environ.get("GT_DOLT_PORT") or str(DEFAULT_PORT)
         port = _port(env)
         if port is None:
-            raise InputError(f"`GT_DOLT_PORT` is `{_shown(env)}`: not a port number from 1 to 65535",
+            raise InputError(f"`GT_DOLT_PORT` is `{shown(env)}`: not a port number from 1 to 65535",
                              hint=f"set it to the Dolt server's port (e.g. `export GT_DOLT_PORT={DEFAULT_PORT}`), "
                                   "or unset it")
     host = named_host or host
@@ -219,12 +220,8 @@ def _port(text: str) -> int | None:
 
 
 def _bad_location(location: str, why: str) -> InputError:
-    return InputError(f"the Dolt location `{_shown(public_location(location))}` does not read as a server "
+    return InputError(f"the Dolt location `{shown(public_location(location))}` does not read as a server "
                       f"address: {why}", hint=LOCATION_FORM)
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def databases(conn, named: tuple[str, ...], where: str) -> tuple[list[str], list[Rejected]]:
@@ -237,9 +234,9 @@ def databases(conn, named: tuple[str, ...], where: str) -> tuple[list[str], list
         cur.execute("SHOW DATABASES")
         available = [next(iter(row.values())) for row in cur.fetchall()]
     wanted = [d for d in named if d in available] if named else [d for d in available if d not in SYSTEM_DATABASES]
-    skipped = [Rejected(f"{where}/{_shown(ascii(d))}", "database name has control or invisible characters: "
+    skipped = [Rejected(f"{where}/{shown(ascii(d))}", "database name has control or invisible characters: "
                         "skipped (rename the database to harvest it)") for d in wanted if not d.isprintable()]
-    skipped += [Rejected(f"{where}/{_shown(d)}", "no such database on the server (or not visible to this user)")
+    skipped += [Rejected(f"{where}/{shown(d)}", "no such database on the server (or not visible to this user)")
                 for d in named if d not in available]
     return [d for d in wanted if d.isprintable()], skipped
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from ...town import Town
+from ...workspace import NotRegularFile, open_regular
 from ..records import Rejected
 
 MAX_FILE_BYTES = 1 << 30  # a source file held in memory (a transcript's tree, a backup's rows): 1 GiB at most
@@ -126,30 +126,23 @@ def read_inside(path: Path, root: Path | None, *, max_bytes: int) -> bytes:
 
 def _checked_fd(path: Path, root: Path | None, max_bytes: int | None) -> int:
     """A blocking read-only descriptor of `path`, when it is a regular file of at most `max_bytes` whose
-    real path is inside `root` (a resolved folder, from `HarvestContext.root_of`).
-
-    The real path is opened with O_NOFOLLOW (a link swapped in after the check is not followed) and
-    O_NONBLOCK (a FIFO is not waited on), then checked with fstat before a byte is read.
-    """
+    real path is inside `root` (a resolved folder, from `root_of`). The real path is opened with
+    O_NOFOLLOW: a link swapped in after the check is not followed."""
     real = os.path.realpath(path)
     if root is not None and not Path(real).is_relative_to(root):
         raise Refused(f"a link to a file outside the input folder {root}: not read")
     try:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(real, os.O_RDONLY | os.O_NOFOLLOW)
+    except NotRegularFile as exc:
+        raise Refused(f"{exc}: not read") from None
     except OSError as exc:
         why = "it became a link while being read" if exc.errno == errno.ELOOP else exc.strerror
         raise Refused(f"cannot be opened ({why})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"not a regular file ({_kind(st.st_mode)}): not read")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise Refused(f"{st.st_size:,} bytes, over the {max_bytes:,} a file of this source may have: not read")
-        os.set_blocking(fd, True)
-        return fd
-    except BaseException:
+    size = os.fstat(fd).st_size
+    if max_bytes is not None and size > max_bytes:
         os.close(fd)
-        raise
+        raise Refused(f"{size:,} bytes, over the {max_bytes:,} a file of this source may have: not read")
+    return fd
 
 
 def numbered_lines(f: TextIO) -> Iterator[tuple[int, str | None]]:
@@ -169,8 +162,3 @@ def numbered_lines(f: TextIO) -> Iterator[tuple[int, str | None]]:
 def long_line() -> str:
     return f"longer than {MAX_LINE_CHARS:,} characters: not read"
 
-
-def _kind(mode: int) -> str:
-    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
-            "not a file")
