@@ -58,6 +58,7 @@ from pathlib import Path
 from ..dataset.template import ChatTemplate
 from ..device import pick_device
 from ..errors import InputError
+from ..workspace import parse_json
 from .jsonfile import MAX_DEPTH, json_depth
 
 MAX_BODY = 4 * 1024 * 1024  # bytes; a long agent transcript is well under 1 MB
@@ -358,12 +359,10 @@ def _parse(body: bytes, served: Served) -> _Request:
     """The request's generation settings, or `_Refused` saying which field is wrong (never a crash:
     every field is checked for its type before it is used)."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer past 4300 digits
+        doc = parse_json(body.decode("utf-8"))
+    except ValueError as e:  # bad bytes, bad JSON, an integer past 4300 digits, nesting past the stack
         raise _Refused(400, f"the request body is not valid JSON ({str(e)[:200]})") from None
-    except RecursionError:
-        doc = None
-    if doc is None or json_depth(doc) > MAX_DEPTH:
+    if json_depth(doc) > MAX_DEPTH:
         raise _Refused(400, f"the request body nests JSON more than {MAX_DEPTH} levels deep")
     if not isinstance(doc, dict):
         raise _Refused(400, "the request body must be a JSON object")
