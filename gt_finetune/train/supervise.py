@@ -115,7 +115,7 @@ def run_training(spec: TrainSpec, *, dataset_dir: Path, home: Path, control: Run
         print(f"  on every other machine of this run (shared {home}), start the same ranks with its own "
               f"--node_rank:\n    {shlex.join(command)}", file=sys.stderr)
     (work / "metrics.jsonl").unlink(missing_ok=True)  # the trainer rewrites it from its checkpoint
-    tail = _Tail(work / "metrics.jsonl")
+    tail = _Tail(work / "metrics.jsonl", finished=out / "metrics.jsonl")
     proc = subprocess.Popen(command, start_new_session=True)
     control.set_worker(proc.pid, processes=processes, output=str(out))
     try:
@@ -181,22 +181,28 @@ def _watch(proc, tail: "_Tail", control: RunControl, on_row, watchdog: Watchdog 
 
 
 class _Tail:
-    """New complete lines of a growing JSONL file, from the trainer's `start` row on (rows before
-    it were copied from the checkpoint and were seen when they happened)."""
+    """New complete lines of the trainer's growing `metrics.jsonl`, from its `start` row on (rows
+    before it were copied from the checkpoint and were seen when they happened). A run that ends
+    between two polls has already moved its rows to the finished run's `metrics.jsonl` (the same rows
+    in the same order): the ones not yet seen are read from there."""
 
-    def __init__(self, path: Path):
-        self.path, self.offset, self.last_step, self.started = path, 0, 0, False
+    def __init__(self, path: Path, finished: Path):
+        self.path, self.finished = path, finished
+        self.offset, self.lines, self.last_step, self.started = 0, 0, 0, False
 
     def rows(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        self.offset += len(complete)
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offset += len(complete)
+            lines = complete.splitlines()
+        except FileNotFoundError:
+            lines = self.finished.read_bytes().splitlines()[self.lines:] if self.finished.is_file() else []
+        self.lines += len(lines)
         rows = []
-        for line in complete.splitlines():
+        for line in lines:
             row = json.loads(line) if line.strip() else {}
             self.started = self.started or row.get("kind") == "start"
             if self.started and row:

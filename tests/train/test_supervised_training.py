@@ -2,6 +2,7 @@
 memory watchdog, several ranks under torchrun — always ending on the same weights."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -179,3 +180,22 @@ def spec_dict(spec: TrainSpec) -> dict:
     from dataclasses import asdict
 
     return asdict(spec)
+
+
+def test_rows_of_a_run_that_ends_between_two_polls_are_read_from_the_finished_run(tmp_path):
+    """The trainer moves its rows to the finished run and removes its work folder when it ends; a
+    short resumed run can do that before the supervisor looks once: no row is lost, none repeated."""
+    from gt_finetune.train.supervise import _Tail
+
+    earlier = [{"kind": "step", "step": 1}]  # copied from the checkpoint: seen when it happened
+    rows = [{"kind": "start", "step": 1}, {"kind": "step", "step": 2}, {"kind": "step", "step": 3}]
+    work, finished = tmp_path / "run.work" / "metrics.jsonl", tmp_path / "run" / "metrics.jsonl"
+    work.parent.mkdir()
+    work.write_text("".join(json.dumps(r) + "\n" for r in earlier + rows[:2]))
+    tail = _Tail(work, finished=finished)
+    assert tail.rows() == rows[:2]
+    work.unlink()
+    write_jsonl(finished, earlier + rows)  # the finished run's own formatting
+    assert tail.rows() == rows[2:] and tail.rows() == []
+    never_seen = _Tail(tmp_path / "gone" / "metrics.jsonl", finished=finished)
+    assert never_seen.rows() == rows and never_seen.last_step == 3
