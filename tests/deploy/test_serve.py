@@ -5,6 +5,7 @@ import _thread
 import http.client
 import json
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -263,8 +264,9 @@ def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(chain, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
 
-    def interrupt_when_up():
-        for _ in range(600):
+    def interrupt_when_up():  # the port is bound at once and listens once the model is loaded
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
             try:
                 http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/v1/models")
                 break
@@ -272,8 +274,16 @@ def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(chain, capsys):
                 time.sleep(0.05)
         _thread.interrupt_main()
 
+    def hung(*_):
+        raise TimeoutError("serve did not stop on Ctrl-C")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(360)  # a lost Ctrl-C fails the test instead of hanging the suite
     threading.Thread(target=interrupt_when_up, daemon=True).start()
-    serve(chain[0], port=port, name=NAME)  # returns (no KeyboardInterrupt escapes) once Ctrl-C arrives
+    try:
+        serve(chain[0], port=port, name=NAME)  # returns (no KeyboardInterrupt escapes) once Ctrl-C arrives
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     out = capsys.readouterr()
     assert out.out == f"http://127.0.0.1:{port}/v1\n"
     assert "stopped" in out.err
